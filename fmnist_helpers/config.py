@@ -1,0 +1,253 @@
+"""Profiles, quick mode, parameter validation, seeding and the environment stamp.
+
+Every notebook's parameters cell holds plain literals; ``None`` means "use the profile's value".
+The cell after it calls :func:`resolve_parameters`, which applies the profile (``FMNIST_QUICK=1``
+forces ``quick``), validates every value with a clear ``ValueError``, seeds everything and prints
+a one-line stamp of the environment.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import random
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+
+PROFILES = ("quick", "default", "full")
+_active_profile = "default"
+
+
+def quick_mode() -> bool:
+    """True when ``FMNIST_QUICK`` is set to 1/true/yes: every notebook shrinks to seconds."""
+    return os.environ.get("FMNIST_QUICK", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def active_profile() -> str:
+    """The profile of the notebook being run (set by :func:`resolve_parameters`)."""
+    return _active_profile
+
+
+# ---------------------------------------------------------------- validators
+Validator = Callable[[str, Any], Any]
+
+
+def positive_int(name: str, value: Any) -> int:
+    """Accept a positive integer (``50`` or ``"50"``); reject bools, fractions and non-positive values."""
+    if isinstance(value, str) and value.strip().lstrip("+").isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def non_negative_int(name: str, value: Any) -> int:
+    """Accept an integer >= 0, such as a seed."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    return int(value)
+
+
+def positive_float(name: str, value: Any) -> float:
+    """Accept a finite number > 0, such as a learning rate (``1e-3`` or ``"1e-3"``)."""
+    try:
+        number = float(value) if not isinstance(value, bool) else float("nan")
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not np.isfinite(number) or number <= 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return number
+
+
+def fraction(name: str, value: Any, low: float = 0.0, high: float = 1.0) -> float:
+    """Accept a number in ``[low, high)``, such as a dropout rate."""
+    try:
+        number = float(value) if not isinstance(value, bool) else float("nan")
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not low <= number < high:
+        raise ValueError(f"{name} must be a number in [{low}, {high}), got {value!r}")
+    return number
+
+
+def one_of(options: Iterable[str]) -> Validator:
+    """Validator for a single choice among ``options``."""
+    options = tuple(options)
+
+    def check(name: str, value: Any) -> str:
+        if value not in options:
+            raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}; got {value!r}")
+        return value
+    return check
+
+
+def subset_of(options: Iterable[str]) -> Validator:
+    """Validator for a non-empty selection among ``options``: a list, or a comma-separated string, or "all"."""
+    options = tuple(options)
+
+    def check(name: str, value: Any) -> list[str]:
+        if isinstance(value, str):
+            value = list(options) if value.strip() == "all" else [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ValueError(f"{name} must be a non-empty list (or comma-separated string) from "
+                             f"{', '.join(options)}; got {value!r}")
+        unknown = [v for v in value if v not in options]
+        if unknown:
+            raise ValueError(f"{name}: unknown {', '.join(map(repr, unknown))}; valid names are {', '.join(options)}")
+        return list(dict.fromkeys(value))
+    return check
+
+
+def int_list(name: str, value: Any) -> list[int]:
+    """Accept a non-empty list of integers >= 0 (or a comma-separated string), such as seeds."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = [value]
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ValueError(f"{name} must be a non-empty list of integers >= 0, got {value!r}")
+    return [non_negative_int(f"{name}[{i}]", v) for i, v in enumerate(value)]
+
+
+# ---------------------------------------------------------------- resolution
+@dataclass
+class RunConfig:
+    """The resolved parameters of one notebook run. Attribute access: ``cfg.epochs``."""
+
+    notebook: str
+    profile: str
+    values: dict[str, Any]
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["values"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def command(self) -> str:
+        """The command that reproduces this run from the repository root."""
+        if os.environ.get("FMNIST_RUN_COMMAND"):
+            return os.environ["FMNIST_RUN_COMMAND"]
+        args = [f"-p profile {self.profile}"] + [f"-p {k} {_shell_value(v)}" for k, v in self.overrides.items()]
+        prefix = "FMNIST_QUICK=1 " if self.profile == "quick" else ""
+        return f"{prefix}papermill notebooks/{self.notebook}.ipynb out.ipynb " + " ".join(args)
+
+
+def _shell_value(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "'" + ",".join(map(str, value)) + "'"
+    return str(value)
+
+
+def resolve_parameters(
+    notebook: str,
+    profiles: Mapping[str, Mapping[str, Any]],
+    rules: Mapping[str, Validator],
+    profile: str = "default",
+    seed: int = 0,
+    **given: Any,
+) -> RunConfig:
+    """Merge a profile with the explicitly given parameters, validate them, seed everything and print a stamp.
+
+    Args:
+        notebook: the notebook's stem, e.g. ``"03_cnn"``; used in records and reproduce commands.
+        profiles: ``{"quick": {...}, "default": {...}, "full": {...}}`` values per profile.
+        rules: a validator per parameter name (``fh.positive_int``, ``fh.one_of([...])``, ...).
+        profile: the requested profile; ``FMNIST_QUICK=1`` turns it into ``"quick"``.
+        seed: the seed for Python, NumPy and TensorFlow.
+        **given: the parameters cell's values; ``None`` means "take the profile's value".
+    """
+    global _active_profile
+    if quick_mode():
+        profile = "quick"
+    one_of(profiles)("profile", profile)
+    merged = dict(profiles[profile])
+    overrides = {k: v for k, v in given.items() if v is not None}
+    unknown = sorted(set(given) - set(rules))
+    if unknown:
+        raise ValueError(f"no validation rule for parameter(s) {unknown}; add them to the notebook's rules")
+    merged.update(overrides)
+    missing = sorted(set(rules) - set(merged))
+    if missing:
+        raise ValueError(f"parameter(s) {missing} have no value: set them with -p NAME VALUE or in the profile")
+    values = {name: rules[name](name, merged[name]) for name in rules}
+    values["seed"] = non_negative_int("seed", seed)
+    if seed != 0:
+        overrides["seed"] = seed
+    _active_profile = profile
+    cfg = RunConfig(notebook, profile, values, {k: values.get(k, v) for k, v in overrides.items()})
+    set_seed(values["seed"])
+    print(environment_stamp(cfg))
+    return cfg
+
+
+# ---------------------------------------------------------------- seeding and environment
+def set_seed(seed: int, deterministic_ops: bool = True) -> None:
+    """Seed Python, NumPy and TensorFlow with one number; optionally make TF ops deterministic.
+
+    A model built after ``set_seed(s)`` starts from the same weights every time.
+    """
+    import keras
+    import tensorflow as tf
+
+    seed = non_negative_int("seed", seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    keras.utils.set_random_seed(seed)
+    if deterministic_ops:
+        tf.config.experimental.enable_op_determinism()
+
+
+@lru_cache(maxsize=1)
+def machine_info() -> dict[str, Any]:
+    """The CPU model, core count and bf16 support, for records and stamps."""
+    flags, model = set(), platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name") and model in ("", platform.machine(), platform.processor()):
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    return {
+        "cpu": model,
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "bf16": bool(flags & {"avx512_bf16", "amx_bf16"}),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries a result depends on."""
+    import importlib.metadata as md
+
+    names = ("tensorflow", "keras", "numpy", "scikit-learn", "keras-tuner")
+    out = {}
+    for name in names:
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def environment_stamp(cfg: RunConfig) -> str:
+    """One line: library versions, CPU/GPU, seed and profile."""
+    import tensorflow as tf
+
+    versions, machine = library_versions(), machine_info()
+    gpus = tf.config.list_physical_devices("GPU")
+    device = f"GPU×{len(gpus)}" if gpus else f"CPU {machine['cpu']} ({machine['cores']} cores" + \
+        (", bf16" if machine["bf16"] else "") + ")"
+    return (f"{cfg.notebook} · profile {cfg.profile} · seed {cfg.seed} · TF {versions.get('tensorflow')} · "
+            f"Keras {versions.get('keras')} · {device}")

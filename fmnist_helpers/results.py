@@ -1,0 +1,156 @@
+"""Machine-readable run records: one JSON file per trained model and seed.
+
+A record names the notebook, model, profile, seed, parameters, metrics, per-epoch history, wall time,
+the command that reproduces it, the machine and the library versions. README tables and summary
+figures are generated from these files, never typed by hand.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from fmnist_helpers import paths
+from fmnist_helpers.config import RunConfig, library_versions, machine_info
+from fmnist_helpers.data import atomic_write
+
+REQUIRED_KEYS = ("notebook", "model", "profile", "seed", "params", "metrics", "wall_time_s", "command",
+                 "machine", "versions", "finished_at")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(paths.REPO_ROOT), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def record_path(cfg: RunConfig, model: str, seed: int | None = None) -> Path:
+    """Where the record of ``model`` trained with ``seed`` (default: the run's seed) lives."""
+    if not _NAME.match(model):
+        raise ValueError(f"model name {model!r} must be letters, digits, '_', '-', '.' or '+'")
+    seed = cfg.seed if seed is None else seed
+    return paths.results_dir(cfg.profile) / cfg.notebook / f"{model}__seed{seed}.json"
+
+
+def record_result(
+    cfg: RunConfig,
+    model: str,
+    metrics: Mapping[str, float],
+    wall_time_s: float,
+    history: Mapping[str, list] | None = None,
+    seed: int | None = None,
+    params: Mapping[str, Any] | None = None,
+    **extra: Any,
+) -> Path:
+    """Write one record atomically and return its path.
+
+    Args:
+        cfg: the notebook's resolved parameters (profile, seed, reproduce command).
+        model: a short model name, e.g. ``"seed000_cnn"``.
+        metrics: test and validation metrics, e.g. ``{"test_accuracy": 0.91, "test_loss": 0.25}``.
+        wall_time_s: training wall time in seconds.
+        history: Keras ``History.history``: one list per metric, one value per epoch.
+        seed: the seed of this model if it differs from the run's seed (multi-seed sweeps).
+        params: model-specific settings (epochs, batch size, learning rate, ...); merged over ``cfg``.
+        **extra: anything else worth keeping (parameter count, images/s, paths of saved models).
+    """
+    seed = cfg.seed if seed is None else seed
+    record = {
+        "notebook": cfg.notebook,
+        "model": model,
+        "profile": cfg.profile,
+        "seed": int(seed),
+        "params": _jsonable({**cfg.values, **(params or {}), "seed": int(seed)}),
+        "metrics": _jsonable(dict(metrics)),
+        "history": _jsonable(dict(history or {})),
+        "wall_time_s": round(float(wall_time_s), 3),
+        "command": cfg.command(),
+        "machine": machine_info(),
+        "versions": library_versions(),
+        "git_commit": _git_commit(),
+        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        **_jsonable(extra),
+    }
+    target = record_path(cfg, model, seed)
+    payload = json.dumps(record, indent=1, sort_keys=False, allow_nan=False).encode()
+    atomic_write(target, lambda handle: handle.write(payload))
+    return target
+
+
+def load_record(cfg: RunConfig, model: str, seed: int | None = None) -> dict | None:
+    """The finished record of ``model`` in this profile and notebook, or None (so a re-run can skip it)."""
+    path = record_path(cfg, model, seed)
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def load_records(root: Path | None = None, profile: str | None = None, notebook: str | None = None) -> list[dict]:
+    """All records under ``root`` (default ``results/``), optionally filtered by profile and notebook."""
+    root = paths.RESULTS_DIR if root is None else Path(root)
+    records = []
+    for path in sorted(root.rglob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path}: unreadable results record ({exc}); delete it and re-run its command") from None
+        if not isinstance(record, dict) or not all(k in record for k in REQUIRED_KEYS):
+            continue
+        if (profile is None or record["profile"] == profile) and (notebook is None or record["notebook"] == notebook):
+            record["_path"] = str(path)
+            records.append(record)
+    return records
+
+
+def records_frame(records: list[dict]):
+    """A pandas DataFrame with one row per record: notebook, model, seed, profile, metrics, wall time."""
+    import pandas as pd
+
+    rows = []
+    for record in records:
+        row = {k: record[k] for k in ("notebook", "model", "profile", "seed", "wall_time_s", "command")}
+        row.update(record["metrics"])
+        for key in ("params_count", "epochs_run", "images_per_s"):
+            if key in record:
+                row[key] = record[key]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summarize(records: list[dict], metric: str = "test_accuracy"):
+    """Mean, std and count of ``metric`` and mean wall time per (notebook, model), over seeds."""
+    frame = records_frame(records)
+    if frame.empty or metric not in frame:
+        return frame
+    grouped = frame.groupby(["notebook", "model"], sort=False)
+    out = grouped[metric].agg(["mean", "std", "count"]).rename(columns=lambda c: f"{metric}_{c}")
+    out["wall_time_s_mean"] = grouped["wall_time_s"].mean()
+    return out.reset_index()

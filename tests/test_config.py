@@ -1,0 +1,91 @@
+"""Profiles, quick mode, validators, seeding and the stamp."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+import fmnist_helpers as fh
+from fmnist_helpers import config
+
+PROFILES = {"quick": {"epochs": 1, "models": "all"}, "default": {"epochs": 5, "models": "all"},
+            "full": {"epochs": 50, "models": "all"}}
+RULES = {"epochs": fh.positive_int, "models": fh.subset_of(["cnn", "mlp"])}
+
+
+@pytest.mark.parametrize("validator, good, expected", [
+    (fh.positive_int, 3, 3), (fh.positive_int, "50", 50), (fh.non_negative_int, 0, 0),
+    (fh.positive_float, 1e-3, 1e-3), (fh.positive_float, "0.02", 0.02), (fh.fraction, 0.3, 0.3),
+    (fh.int_list, "0,1,2", [0, 1, 2]), (fh.int_list, 4, [4]),
+])
+def test_validators_accept(validator, good, expected):
+    assert validator("x", good) == expected
+
+
+@pytest.mark.parametrize("validator, bad, message", [
+    (fh.positive_int, -3, "x must be a positive integer, got -3"), (fh.positive_int, 2.5, "positive integer"),
+    (fh.positive_int, True, "positive integer"), (fh.non_negative_int, -1, ">= 0"),
+    (fh.positive_float, 0, "positive number"), (fh.positive_float, "abc", "positive number"),
+    (fh.positive_float, float("inf"), "positive number"), (fh.fraction, 1.0, r"\[0.0, 1.0\)"),
+    (fh.int_list, [], "non-empty"), (fh.int_list, [1, -1], r"x\[1\]"),
+])
+def test_validators_reject_with_clear_message(validator, bad, message):
+    with pytest.raises(ValueError, match=message):
+        validator("x", bad)
+
+
+def test_one_of_and_subset_of_list_valid_names():
+    assert fh.one_of(["a", "b"])("opt", "a") == "a"
+    with pytest.raises(ValueError, match="opt must be one of 'a', 'b'; got 'c'"):
+        fh.one_of(["a", "b"])("opt", "c")
+    pick = fh.subset_of(["cnn", "mlp"])
+    assert pick("models", "all") == ["cnn", "mlp"] and pick("models", "mlp, cnn") == ["mlp", "cnn"]
+    with pytest.raises(ValueError, match="unknown 'rnn'; valid names are cnn, mlp"):
+        pick("models", ["rnn"])
+
+
+def test_resolve_profile_overrides_and_quick_mode(monkeypatch, capsys):
+    monkeypatch.delenv("FMNIST_QUICK", raising=False)
+    cfg = fh.resolve_parameters("03_cnn", PROFILES, RULES, profile="full", seed=3, epochs=None, models="cnn")
+    assert (cfg.profile, cfg.epochs, cfg.models, cfg.seed) == ("full", 50, ["cnn"], 3)
+    assert cfg.overrides == {"models": ["cnn"], "seed": 3}
+    assert "papermill notebooks/03_cnn.ipynb out.ipynb -p profile full -p models 'cnn' -p seed 3" == cfg.command()
+    assert "profile full · seed 3" in capsys.readouterr().out
+    monkeypatch.setenv("FMNIST_QUICK", "1")
+    assert fh.resolve_parameters("03_cnn", PROFILES, RULES, profile="full", epochs=None, models=None).epochs == 1
+    assert config.active_profile() == "quick"
+
+
+def test_resolve_rejects_bad_values(monkeypatch):
+    monkeypatch.delenv("FMNIST_QUICK", raising=False)
+    with pytest.raises(ValueError, match="epochs must be a positive integer, got -3"):
+        fh.resolve_parameters("03_cnn", PROFILES, RULES, epochs=-3, models=None)
+    with pytest.raises(ValueError, match="profile must be one of"):
+        fh.resolve_parameters("03_cnn", PROFILES, RULES, profile="fast", epochs=None, models=None)
+    with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+        fh.resolve_parameters("03_cnn", PROFILES, RULES, seed=-1, epochs=None, models=None)
+    with pytest.raises(ValueError, match="no validation rule"):
+        fh.resolve_parameters("03_cnn", PROFILES, RULES, epochs=None, models=None, typo=1)
+
+
+def test_same_seed_same_initial_weights():
+    import keras
+
+    def build():
+        return keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dropout(0.5)])
+
+    fh.set_seed(7)
+    first = [w.copy() for w in build().get_weights()] + [random.random(), np.random.rand()]
+    fh.set_seed(7)
+    second = [w.copy() for w in build().get_weights()] + [random.random(), np.random.rand()]
+    fh.set_seed(8)
+    third = build().get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(first, second))
+    assert not np.array_equal(first[0], third[0])
+
+
+def test_machine_info_and_versions():
+    info = fh.machine_info()
+    assert info["cores"] >= 1 and isinstance(info["bf16"], bool) and info["cpu"]
+    assert "tensorflow" in config.library_versions()

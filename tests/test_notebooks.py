@@ -1,0 +1,50 @@
+"""Notebooks executed with papermill in quick mode: records and figures appear, bad parameters fail clearly."""
+from __future__ import annotations
+
+import os
+import subprocess
+
+import papermill as pm
+import pytest
+
+from fmnist_helpers import paths
+
+
+def execute(notebook: str, tmp_path, **parameters):
+    output = tmp_path / f"{notebook}.out.ipynb"
+    return pm.execute_notebook(str(paths.NOTEBOOKS_DIR / f"{notebook}.ipynb"), str(output),
+                               parameters=parameters, kernel_name="python3", progress_bar=False,
+                               cwd=str(tmp_path))
+
+
+@pytest.fixture(autouse=True)
+def quick(monkeypatch):
+    monkeypatch.setenv("FMNIST_QUICK", "1")
+
+
+def test_01_writes_every_figure(tmp_path, isolated_outputs):
+    execute("01_data_exploration", tmp_path)
+    figures = sorted(p.name for p in (isolated_outputs / "quick" / "figures").glob("01_*.png"))
+    assert figures == sorted(f"01_{n}.png" for n in (
+        "sample_grid", "class_balance", "class_mean_std", "pixel_histograms", "pca_variance", "pca_projection",
+        "tsne", "duplicates", "nearest_mean_confusion"))
+
+
+def test_bad_parameter_stops_with_clear_error(tmp_path):
+    with pytest.raises(pm.PapermillExecutionError, match="validation_size must be a positive integer, got -3"):
+        execute("01_data_exploration", tmp_path, validation_size=-3)
+
+
+def test_quick_runs_do_not_modify_tracked_files(tmp_path, monkeypatch):
+    if subprocess.run(["git", "-C", str(paths.REPO_ROOT), "rev-parse"], capture_output=True).returncode:
+        pytest.skip("not a git checkout")
+    monkeypatch.delenv("FMNIST_OUTPUT_DIR")  # the real default locations
+
+    def status():
+        return subprocess.run(["git", "-C", str(paths.REPO_ROOT), "status", "--porcelain"],
+                              capture_output=True, text=True).stdout
+
+    before = status()
+    execute("01_data_exploration", tmp_path, tsne_samples=200)
+    assert status() == before
+    assert os.path.isdir(paths.runs_dir("quick") / "figures")

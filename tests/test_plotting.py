@@ -1,0 +1,48 @@
+"""Figures are saved under fixed names, never into tracked folders from tests or quick runs."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import fmnist_helpers as fh  # noqa: E402
+from fmnist_helpers import paths  # noqa: E402
+
+
+def test_save_fig_writes_png_to_profile_folder(isolated_outputs):
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    fh.save_fig("03_cnn_test_figure", fig, profile="quick")
+    path = fh.figure_path("03_cnn_test_figure", profile="quick")
+    assert path == isolated_outputs / "quick" / "figures" / "03_cnn_test_figure.png"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    fh.save_fig("03_cnn_test_figure", fig, profile="full")
+    assert (isolated_outputs / "full" / "figures" / "03_cnn_test_figure.png").is_file()
+    plt.close(fig)
+
+
+def test_full_profile_publishes_to_figures(monkeypatch):
+    monkeypatch.delenv("FMNIST_OUTPUT_DIR")
+    assert paths.figures_dir("full") == paths.FIGURES_DIR
+    assert paths.figures_dir("quick") != paths.FIGURES_DIR and paths.results_dir("quick") != paths.RESULTS_DIR / "quick"
+
+
+@pytest.mark.parametrize("name", ["cnn_curves", "3_cnn", "03_CNN", "03_cnn curves", "../03_x"])
+def test_save_fig_rejects_bad_names(name):
+    with pytest.raises(ValueError, match="figure name"):
+        fh.save_fig(name)
+
+
+def test_plots_build_with_class_names():
+    rng = np.random.default_rng(0)
+    fig = fh.plot_image_grid(rng.random((12, 28, 28)), rng.integers(0, 10, 12), ncols=6)
+    assert len(fig.axes) == 12 and fig.axes[0].get_title() in fh.CLASS_NAMES
+    ax = fh.plot_confusion_matrix(np.arange(10), np.arange(10), normalize=True)
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(fh.CLASS_NAMES)
+    ax = fh.plot_history({"workbook_cnn": {"accuracy": [0.5, 0.7], "val_accuracy": [0.4, 0.6]}})
+    assert len(ax.lines) == 2 and ax.lines[0].get_color() == fh.color_for("workbook_cnn")
+    assert fh.color_for("something_new") == fh.color_for("something_new")
+    plt.close("all")
