@@ -17,11 +17,13 @@ from fmnist_helpers.plotting import (
     color_for, figure_path, plot_confusion_matrix, plot_history, plot_image_grid, save_fig,
 )
 from fmnist_helpers.results import load_record, load_records, record_result, records_frame, summarize
+from fmnist_helpers.training import TrainedModel, model_path, train_and_record, use_precision
 
 __all__ = [
     "CLASS_NAMES", "NUM_CLASSES", "PROFILES", "DataError", "FashionMNIST", "RunConfig", "color_for",
     "environment_stamp", "figure_path", "fraction", "int_list", "load_fashion_mnist", "load_record", "load_records",
     "machine_info", "non_negative_int", "one_of", "paths", "plot_confusion_matrix", "plot_history",
     "plot_image_grid", "positive_float", "positive_int", "quick_mode", "record_result", "records_frame",
-    "resolve_parameters", "save_fig", "set_seed", "subset_of", "summarize",
+    "resolve_parameters", "save_fig", "set_seed", "subset_of", "summarize", "TrainedModel", "model_path",
+    "train_and_record", "use_precision",
 ]

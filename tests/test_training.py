@@ -1,0 +1,79 @@
+"""train_and_record: records, .keras round trip, reuse of finished runs, resume after interruption, determinism."""
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import fmnist_helpers as fh
+from fmnist_helpers import training
+
+
+@pytest.fixture(scope="module")
+def small_data():
+    return fh.load_fashion_mnist(train_size=600, test_size=200, validation_size=200, seed=0)
+
+
+@pytest.fixture
+def cfg(monkeypatch):
+    monkeypatch.delenv("FMNIST_QUICK", raising=False)
+    return fh.resolve_parameters("99_test", {"default": {"epochs": 3}}, {"epochs": fh.positive_int}, epochs=None)
+
+
+def build_mlp():
+    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(32, activation="relu"),
+                              keras.layers.Dropout(0.2), keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+class Interrupt(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt("simulated interruption")
+
+
+def test_record_keras_roundtrip_and_reuse(cfg, small_data):
+    trained = training.train_and_record(cfg, "tiny_mlp", build_mlp, small_data, epochs=2, batch_size=64)
+    record = trained.record
+    assert record["epochs_run"] == 2 and len(record["history"]["val_accuracy"]) == 2
+    assert 0.3 < record["metrics"]["test_accuracy"] <= 1  # above chance (0.1) after two epochs
+    assert record["params_count"] == trained.model.count_params() and "learning_rate" in record["history"]
+    saved = training.model_path(cfg, "tiny_mlp")
+    reloaded = keras.models.load_model(saved)
+    np.testing.assert_array_equal(reloaded.predict(small_data.x_test, verbose=0),
+                                  trained.model.predict(small_data.x_test, verbose=0))
+    again = training.train_and_record(cfg, "tiny_mlp", build_mlp, small_data, epochs=2, batch_size=64)
+    assert again.record == record  # reused, not retrained
+    np.testing.assert_array_equal(again.test_probabilities, trained.test_probabilities)
+
+
+def test_same_seed_same_metrics(cfg, small_data):
+    first = training.train_and_record(cfg, "det_a", build_mlp, small_data, epochs=2, batch_size=64, seed=5)
+    second = training.train_and_record(cfg, "det_b", build_mlp, small_data, epochs=2, batch_size=64, seed=5)
+    assert first.record["metrics"] == second.record["metrics"]
+    assert first.record["history"]["loss"] == second.record["history"]["loss"]
+
+
+def test_resume_after_interruption(cfg, small_data):
+    with pytest.raises(KeyboardInterrupt):
+        training.train_and_record(cfg, "resumed", build_mlp, small_data, epochs=4, batch_size=64,
+                                  callbacks=[Interrupt()])
+    assert fh.load_record(cfg, "resumed") is None  # nothing recorded for an unfinished run
+    resumed = training.train_and_record(cfg, "resumed", build_mlp, small_data, epochs=4, batch_size=64)
+    assert resumed.record["epochs_in_last_session"] == 2  # epochs 3 and 4 only: the first two were restored
+    assert resumed.record["epochs_run"] == 4 and len(resumed.history["val_accuracy"]) == 4
+    uninterrupted = training.train_and_record(cfg, "straight", build_mlp, small_data, epochs=4, batch_size=64)
+    assert uninterrupted.record["epochs_run"] == 4
+
+
+def test_precision_policy():
+    try:
+        assert training.use_precision("float32") == "float32"
+        assert training.use_precision("auto") in ("float32", "mixed_bfloat16")
+        with pytest.raises(ValueError, match="precision must be"):
+            training.use_precision("fp8")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
