@@ -9,7 +9,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ star
 
 from fmnist_helpers import paths  # noqa: E402
 from fmnist_helpers.config import (  # noqa: E402
-    PROFILES, RunConfig, environment_stamp, fraction, int_list, machine_info, non_negative_int, one_of,
+    PROFILES, RunConfig, environment_stamp, fraction, int_list, machine_info, non_negative_int, one_of, optional,
     positive_float, positive_int, quick_mode, resolve_parameters, set_seed, subset_of,
 )
 from fmnist_helpers.data import CLASS_NAMES, NUM_CLASSES, DataError, FashionMNIST, load_fashion_mnist
@@ -22,7 +22,7 @@ from fmnist_helpers.training import TrainedModel, model_path, train_and_record, 
 __all__ = [
     "CLASS_NAMES", "NUM_CLASSES", "PROFILES", "DataError", "FashionMNIST", "RunConfig", "color_for",
     "environment_stamp", "figure_path", "fraction", "int_list", "load_fashion_mnist", "load_record", "load_records",
-    "machine_info", "non_negative_int", "one_of", "paths", "plot_confusion_matrix", "plot_history",
+    "machine_info", "non_negative_int", "one_of", "optional", "paths", "plot_confusion_matrix", "plot_history",
     "plot_image_grid", "positive_float", "positive_int", "quick_mode", "record_result", "records_frame",
     "resolve_parameters", "save_fig", "set_seed", "subset_of", "summarize", "TrainedModel", "model_path",
     "train_and_record", "use_precision",

@@ -102,6 +102,13 @@ def subset_of(options: Iterable[str]) -> Validator:
     return check
 
 
+def optional(validator: Validator) -> Validator:
+    """Validator that also accepts None (for example "use all images")."""
+    def check(name: str, value: Any) -> Any:
+        return None if value is None else validator(name, value)
+    return check
+
+
 def int_list(name: str, value: Any) -> list[int]:
     """Accept a non-empty list of integers >= 0 (or a comma-separated string), such as seeds."""
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):

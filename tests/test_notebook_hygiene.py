@@ -84,3 +84,15 @@ def test_figure_names_are_unique_literals(notebook):
     literals = [ast.literal_eval(n) for n in names]
     assert all(n.startswith(path.name[:2] + "_") for n in literals)
     assert len(literals) == len(set(literals)), f"{path.name}: duplicate figure names"
+
+
+def test_papermill_sees_every_parameter(notebook):
+    """`papermill --help-notebook` lists each parameter with its comment (quotes in comments break its parser)."""
+    import papermill as pm
+
+    path, nb = notebook
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    assigned = [node.targets[0].id for node in ast.parse(cell.source).body]
+    inspected = pm.inspect_notebook(str(path))
+    assert list(inspected) == assigned
+    assert all(p["help"] for p in inspected.values()), f"{path.name}: a parameter comment could not be parsed"
