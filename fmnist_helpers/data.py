@@ -256,6 +256,10 @@ def atomic_write(target: Path, write) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
+        # mkstemp creates 0600 files: keep the old file's mode, or use the usual umask default.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_name, target.stat().st_mode & 0o777 if target.exists() else 0o666 & ~umask)
         os.replace(tmp_name, target)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

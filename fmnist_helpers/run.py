@@ -82,7 +82,7 @@ def run_notebook(notebook: Path, profile: str, parameters: dict[str, Any], outpu
 
     output = output_dir / notebook.name
     output.parent.mkdir(parents=True, exist_ok=True)
-    env_quick = os.environ.pop("FMNIST_QUICK", None) if profile != "quick" else None
+    saved_quick = os.environ.pop("FMNIST_QUICK", None)  # the profile decides, not the caller's environment
     if profile == "quick":
         os.environ["FMNIST_QUICK"] = "1"
     start_wall, start_cpu = time.perf_counter(), _cpu_seconds()
@@ -96,8 +96,9 @@ def run_notebook(notebook: Path, profile: str, parameters: dict[str, Any], outpu
     except Exception as exc:  # kernel died, bad notebook, ...: report and go on with the next notebook
         error = f"{type(exc).__name__}: {exc}"
     finally:
-        if env_quick is not None:
-            os.environ["FMNIST_QUICK"] = env_quick
+        os.environ.pop("FMNIST_QUICK", None)
+        if saved_quick is not None:
+            os.environ["FMNIST_QUICK"] = saved_quick
     return Outcome(notebook.stem, not error, time.perf_counter() - start_wall, _cpu_seconds() - start_cpu, error)
 
 

@@ -158,17 +158,20 @@ def train_and_record(
     saved_probabilities = saved.with_name(f".{probabilities_file.name}.part.npy")
     np.save(saved_probabilities, probabilities.astype(np.float32))
     os.replace(saved_probabilities, probabilities_file)
+    # Training time over every session of a resumed run, not just the last one.
+    total_time = float(sum(full_history.get("epoch_time_s", []))) or wall_time
     record = record_result(
-        cfg, name, metrics, wall_time, history=full_history, seed=seed,
+        cfg, name, metrics, total_time, history=full_history, seed=seed,
         params={"epochs": epochs, "batch_size": batch_size, **(params or {})},
         params_count=int(model.count_params()), epochs_run=len(full_history.get("loss", [])),
         epochs_in_last_session=epochs_run, train_size=train_size,
-        images_per_s=round(train_size * max(epochs_run, 1) / wall_time, 1) if epochs_run else None,
+        images_per_s=round(train_size * epochs_run / wall_time, 1) if epochs_run else None,
+        last_session_wall_time_s=round(wall_time, 3),
         precision=keras.mixed_precision.global_policy().name, model_file=str(saved.relative_to(paths.REPO_ROOT))
         if saved.is_relative_to(paths.REPO_ROOT) else str(saved),
     )
     shutil.rmtree(backup_dir, ignore_errors=True)
-    print(f"{name} (seed {seed}): test accuracy {metrics['test_accuracy']:.4f} · {wall_time / 60:.1f} min · "
+    print(f"{name} (seed {seed}): test accuracy {metrics['test_accuracy']:.4f} · {total_time / 60:.1f} min · "
           f"recorded in {record.name}")
     return TrainedModel(name, model, load_record(cfg, name, seed), probabilities)
 

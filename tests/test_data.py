@@ -4,6 +4,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import os
 import shutil
 from pathlib import Path
 
@@ -223,3 +224,14 @@ def test_damaged_copy_of_each_real_file(name, damage, tmp_path):
     with pytest.raises(data.DataError) as info:
         data.load_arrays(tmp_path, download=False, use_cache=False)
     assert str(target) in str(info.value) and "re-download" in str(info.value)
+
+
+def test_atomic_write_keeps_permissions(tmp_path):
+    fresh = tmp_path / "fresh.txt"
+    data.atomic_write(fresh, lambda handle: handle.write(b"x"))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert fresh.stat().st_mode & 0o777 == 0o666 & ~umask
+    fresh.chmod(0o640)
+    data.atomic_write(fresh, lambda handle: handle.write(b"y"))
+    assert fresh.stat().st_mode & 0o777 == 0o640

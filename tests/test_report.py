@@ -1,0 +1,176 @@
+"""The README generator: touches only its marked section, is idempotent, never guesses a missing number."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fmnist_helpers import paths, reference, report
+
+README = f"""# Title
+
+Hand-written text with a table that must survive:
+
+| a | b |
+|---|---|
+| 1 | 2 |
+
+## Results
+
+{report.BEGIN_MARKER}
+old generated text
+{report.END_MARKER}
+
+## After
+
+More hand-written text.
+"""
+MACHINE = {"cpu": "Test CPU 9000", "cores": 2, "bf16": False}
+
+
+def write_record(root: Path, profile: str, notebook: str, model: str, seed: int, accuracy: float,
+                 wall_time_s: float = 120.0, epochs: int = 10) -> None:
+    """A minimal model record, laid out as results.record_result writes it."""
+    record = {"notebook": notebook, "model": model, "profile": profile, "seed": seed, "params": {"epochs": epochs},
+              "metrics": {"test_accuracy": accuracy}, "wall_time_s": wall_time_s, "epochs_run": epochs,
+              "command": f"papermill notebooks/{notebook}.ipynb out.ipynb -p profile {profile}",
+              "machine": MACHINE, "versions": {"tensorflow": "2.21.0", "keras": "3.15.1"}, "finished_at": "2026"}
+    path = root / profile / notebook / f"{model}__seed{seed}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+
+
+@pytest.fixture
+def workbook(tmp_path, monkeypatch):
+    """A temporary README, results folder and notebooks folder in place of the repository's."""
+    readme, results, notebooks = tmp_path / "README.md", tmp_path / "results", tmp_path / "notebooks"
+    readme.write_text(README)
+    results.mkdir()
+    notebooks.mkdir()
+    for stem in ("02_mlp_baselines", "03_cnn"):
+        (notebooks / f"{stem}.ipynb").write_text("{}")
+    monkeypatch.setattr(paths, "README_PATH", readme)
+    monkeypatch.setattr(paths, "RESULTS_DIR", results)
+    monkeypatch.setattr(paths, "NOTEBOOKS_DIR", notebooks)
+    monkeypatch.setattr(report, "BENCHMARK_PATH", tmp_path / "benchmark.json")
+    return tmp_path
+
+
+def generated(text: str) -> str:
+    return text.split(report.BEGIN_MARKER)[1].split(report.END_MARKER)[0]
+
+
+def outside(text: str) -> tuple[str, str]:
+    return text.split(report.BEGIN_MARKER)[0], text.split(report.END_MARKER)[1]
+
+
+def seed_row(text: str, model: str) -> str:
+    return next(line for line in text.splitlines() if line.startswith("| `../shared") and f"`{model}`" in line)
+
+
+def test_only_the_marked_section_changes_and_twice_is_identical(workbook, isolated_outputs):
+    for seed, accuracy in enumerate([0.88, 0.89, 0.90]):
+        write_record(workbook / "results", "full", "02_mlp_baselines", "seed002_mlp", seed, accuracy)
+    assert report.main([]) == 0
+    first = paths.README_PATH.read_bytes()
+    assert outside(first.decode()) == outside(README) and "old generated text" not in first.decode()
+    figure = isolated_outputs / "full" / "figures" / f"{report.ACCURACY_FIGURE}.png"
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # tests never write into the tracked figures/
+    figure_bytes = figure.read_bytes()
+    assert report.main([]) == 0
+    assert paths.README_PATH.read_bytes() == first and figure.read_bytes() == figure_bytes
+    assert report.main(["--check"]) == 0
+
+
+def test_missing_seeds_say_not_yet_run(workbook):
+    write_record(workbook / "results", "default", "03_cnn", "seed003_cnn", 0, 0.9012, epochs=15)
+    report.main(["--no-figures"])
+    text = generated(paths.README_PATH.read_text())
+    for ref in reference.SEED_REFERENCES:
+        row = seed_row(text, ref.model)
+        assert ref.file in row and ref.reported in row
+        assert (report.NOT_YET_RUN in row) == (ref.model != "seed003_cnn")
+    measured = seed_row(text, "seed003_cnn")
+    assert "90.12% (n=1)" in measured and "default (full profile pending)" in measured
+    assert "+2.66 pp" in measured and "papermill notebooks/03_cnn.ipynb" in measured
+    assert "| MLP | not yet run |" in text and "`seed003_cnn`" in text.split("### Best model per family")[1]
+
+
+def test_mean_and_std_over_seeds_and_full_profile_preferred(workbook):
+    for seed, accuracy in enumerate([0.88, 0.89, 0.90]):
+        write_record(workbook / "results", "full", "02_mlp_baselines", "seed002_mlp", seed, accuracy, epochs=30)
+    write_record(workbook / "results", "default", "02_mlp_baselines", "seed002_mlp", 0, 0.50)
+    report.main(["--no-figures"])
+    row = seed_row(generated(paths.README_PATH.read_text()), "seed002_mlp")
+    assert "89.00 ± 1.00% (n=3)" in row and "| full |" in row and "| 30 |" in row and "50.00" not in row
+
+
+def test_runtimes_machine_and_benchmark_are_quoted(workbook):
+    runs = workbook / "results" / "default" / "_notebooks"
+    runs.mkdir(parents=True)
+    (runs / "03_cnn.json").write_text(json.dumps({"notebook": "03_cnn", "profile": "default", "ok": True,
+                                                  "wall_time_s": 600.0, "cpu_time_s": 1100.0, "machine": MACHINE}))
+    bench = {"training": {"measured_at": "2026-01-02T03:04:05+00:00", "command": "python benchmarks/benchmark.py",
+                          "machine": {"cpu": "Bench CPU", "cores": 4, "bf16": True},
+                          "settings": {"steps": 300, "warmup_steps": 30, "batch_size": 128},
+                          "results": [{"model": "seed003_cnn", "precision": "float32", "images_per_s": 1234.5}]},
+             "notebooks": {"results": [{"notebook": "03_cnn", "profile": "quick", "ok": True,
+                                        "wall_time_s": 20.0, "cpu_time_s": 30.0}]}}
+    report.BENCHMARK_PATH.write_text(json.dumps(bench))
+    report.main(["--no-figures"])
+    text = generated(paths.README_PATH.read_text())
+    row = next(line for line in text.splitlines() if line.startswith("| [03_cnn]"))
+    assert "| 20 s wall, 30 s CPU ¹ | 10.0 min wall, 18.3 min CPU | not yet run |" in row
+    assert "| [02_mlp_baselines](notebooks/02_mlp_baselines.ipynb) | not yet run |" in text
+    assert "Test CPU 9000, 2 cores" in text and "Bench CPU, 4 cores, bf16" in text and "1,234" in text
+
+
+def test_check_reports_an_outdated_readme(workbook):
+    assert report.main(["--check"]) == 1
+    assert paths.README_PATH.read_text() == README  # --check writes nothing
+    report.main(["--no-figures"])
+    assert report.main(["--check"]) == 0
+    write_record(workbook / "results", "full", "03_cnn", "seed000_cnn", 0, 0.93)
+    assert report.main(["--check"]) == 1
+
+
+def test_missing_markers_are_an_error(workbook, capsys):
+    paths.README_PATH.write_text("# no markers\n")
+    assert report.main([]) == 2
+    assert "must contain" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="exactly once"):
+        report.replace_section(f"{report.BEGIN_MARKER}\n{report.BEGIN_MARKER}\n{report.END_MARKER}", "x")
+
+
+def test_markdown_table_escapes_pipes():
+    import pandas as pd
+
+    table = report.markdown_table(pd.DataFrame({"a": ["x|y"], "b": [1]}))
+    assert table == "| a | b |\n|---|---|\n| x\\|y | 1 |"
+
+
+@pytest.mark.parametrize("model, family", [("seed000_cnn", "CNN"), ("seed001_jackson_l2", "MLP"),
+                                           ("seed002_mlp", "MLP"), ("svm_rbf", "classical"),
+                                           ("logistic_regression", "classical"), ("mystery", "other")])
+def test_model_family(model, family):
+    assert report.model_family(model) == family
+
+
+def test_seed_files_exist_when_the_shared_folder_is_present():
+    if not reference.SEEDS_DIR.is_dir():
+        pytest.skip(f"{reference.SEEDS_DIR} is not on this machine")
+    for ref in reference.SEED_REFERENCES:
+        assert (reference.SEEDS_DIR / ref.file).is_file() and ref.file.startswith(ref.seed)
+
+
+def test_rewrite_keeps_the_readme_file_mode(workbook):
+    paths.README_PATH.chmod(0o644)
+    report.main(["--no-figures"])
+    assert paths.README_PATH.stat().st_mode & 0o777 == 0o644
+
+
+def test_train_time_spans_resumed_sessions():
+    record = {"wall_time_s": 30.0, "epochs_run": 3, "history": {"epoch_time_s": [20.0, 20.0, 10.0]}}
+    assert report.train_seconds(record) == 50.0  # wall_time_s covers only the session after the resume
+    assert report.train_seconds({"wall_time_s": 30.0, "epochs_run": 3, "history": {}}) == 30.0
