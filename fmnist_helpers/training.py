@@ -103,6 +103,7 @@ def train_and_record(
     train_inputs: Any = None,
     params: dict | None = None,
     retrain: bool = False,
+    flip_tta: bool = False,
     **fit_kwargs: Any,
 ) -> TrainedModel:
     """Fit, evaluate once on the test set, save and record one model; reuse it if already finished.
@@ -119,6 +120,8 @@ def train_and_record(
             default ``(data.x_train, data.y_train)``.
         params: settings to store in the record next to the run's parameters.
         retrain: ignore a finished record and train again.
+        flip_tta: consider flip test-time augmentation (averaging predictions of each image and its mirror);
+            it is used on the test set only if it raises validation accuracy.
         **fit_kwargs: passed to ``model.fit``.
     """
     from fmnist_helpers.config import set_seed
@@ -148,9 +151,16 @@ def train_and_record(
     wall_time = time.perf_counter() - start
     epochs_run = len(history.history.get("loss", []))
     full_history = _read_epoch_log(epoch_log) or history.history
+    metrics: dict[str, Any] = {}
+    use_tta = False
+    if flip_tta:  # decided on validation data: keep flip TTA only if it helps there
+        plain = float((predict(model, data.x_val).argmax(1) == data.y_val).mean())
+        flipped = float((predict(model, data.x_val, flip_tta=True).argmax(1) == data.y_val).mean())
+        use_tta = flipped > plain
+        metrics.update(val_accuracy_plain=plain, val_accuracy_flip_tta=flipped)
     # The test set, once, at the end.
-    probabilities = np.asarray(model.predict(data.x_test, batch_size=1024, verbose=0), dtype=np.float64)
-    metrics = score_probabilities(data.y_test, probabilities)
+    probabilities = predict(model, data.x_test, flip_tta=use_tta)
+    metrics.update(score_probabilities(data.y_test, probabilities), flip_tta_used=use_tta)
     metrics["best_val_accuracy"] = float(max(full_history.get("val_accuracy", [np.nan])))
     metrics["final_val_accuracy"] = float(full_history.get("val_accuracy", [np.nan])[-1])
     metrics["final_train_accuracy"] = float(full_history.get("accuracy", [np.nan])[-1])
@@ -174,6 +184,15 @@ def train_and_record(
     print(f"{name} (seed {seed}): test accuracy {metrics['test_accuracy']:.4f} · {total_time / 60:.1f} min · "
           f"recorded in {record.name}")
     return TrainedModel(name, model, load_record(cfg, name, seed), probabilities)
+
+
+def predict(model: keras.Model, images: np.ndarray, flip_tta: bool = False, batch_size: int = 1024) -> np.ndarray:
+    """Class probabilities (float64); with ``flip_tta`` the mean over each image and its horizontal mirror."""
+    probabilities = np.asarray(model.predict(images, batch_size=batch_size, verbose=0), dtype=np.float64)
+    if flip_tta:
+        mirrored = np.asarray(model.predict(images[:, :, ::-1], batch_size=batch_size, verbose=0), dtype=np.float64)
+        probabilities = (probabilities + mirrored) / 2
+    return probabilities
 
 
 def _read_epoch_log(path: Path) -> dict[str, list[float]]:

@@ -77,3 +77,12 @@ def test_precision_policy():
             training.use_precision("fp8")
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_flip_tta_is_decided_on_validation(cfg, small_data):
+    trained = training.train_and_record(cfg, "tta_mlp", build_mlp, small_data, epochs=1, batch_size=64, flip_tta=True)
+    metrics = trained.record["metrics"]
+    assert metrics["flip_tta_used"] == (metrics["val_accuracy_flip_tta"] > metrics["val_accuracy_plain"])
+    mirrored = training.predict(trained.model, small_data.x_test[:5, :, ::-1])
+    both = training.predict(trained.model, small_data.x_test[:5], flip_tta=True)
+    np.testing.assert_allclose(both, (training.predict(trained.model, small_data.x_test[:5]) + mirrored) / 2)
