@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -91,6 +92,8 @@ def record_result(
         "wall_time_s": round(float(wall_time_s), 3),
         "command": cfg.command(),
         "machine": machine_info(),
+        # Other processes slow training down: timings taken under different loads are not comparable.
+        "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "versions": library_versions(),
         "git_commit": _git_commit(),
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

@@ -109,6 +109,7 @@ def record_outcome(outcome: Outcome, profile: str, parameters: dict[str, Any]) -
         "wall_time_s": round(outcome.wall_time_s, 1), "cpu_time_s": round(outcome.cpu_time_s, 1),
         "parameters": parameters, "command": f"python -m fmnist_helpers.run --profile {profile} {outcome.notebook}",
         "machine": machine_info(), "versions": library_versions(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     target = paths.results_dir(profile) / "_notebooks" / f"{outcome.notebook}.json"
