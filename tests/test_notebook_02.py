@@ -1,0 +1,150 @@
+"""Notebook 02 in quick mode: every expected model is recorded with sane numbers; bad parameters fail clearly."""
+from __future__ import annotations
+
+import numpy as np
+import papermill as pm
+import pytest
+
+import fmnist_helpers as fh
+from fmnist_helpers import baselines, paths
+
+NOTEBOOK = "02_mlp_baselines"
+# The quick profile's models (the notebook's QUICK_MODELS), the SVM's learning-curve points (1/4 and 1/2 of the
+# 1,000 images), and the quick sweep: the epochs sweep, with and without L2.
+EXPECTED_MODELS = {"logistic_regression", "random_forest", "svm_rbf", "seed001_tyler", "seed001_jackson_l2",
+                   "seed002_mlp", "workbook_mlp", "svm_rbf_train250", "svm_rbf_train500",
+                   "sweep_tyler_d0.3_lr0.001_b128_e2", "sweep_tyler_d0.3_lr0.001_b128_e2_l2"}
+KERAS_KEYS = {"params_count", "history", "epochs_run", "train_size", "model_file", "precision"}
+
+
+def execute(tmp_path, **parameters):
+    output = tmp_path / f"{NOTEBOOK}.out.ipynb"
+    return pm.execute_notebook(str(paths.NOTEBOOKS_DIR / f"{NOTEBOOK}.ipynb"), str(output), parameters=parameters,
+                               kernel_name="python3", progress_bar=False, cwd=str(tmp_path))
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """Run the notebook once in quick mode, with every output in a temporary folder."""
+    out = tmp_path_factory.mktemp("nb02")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FMNIST_QUICK", "1")
+        patch.setenv("FMNIST_OUTPUT_DIR", str(out / "runs"))
+        execute(out)
+    return out / "runs" / "quick"
+
+
+@pytest.fixture(scope="module")
+def records(quick_run):
+    return {r["model"]: r for r in fh.load_records(quick_run / "results", notebook=NOTEBOOK)}
+
+
+def test_expected_models_are_recorded(records):
+    assert set(records) == EXPECTED_MODELS
+
+
+def test_records_have_required_keys_and_sane_metrics(records):
+    for name, record in records.items():
+        assert all(key in record for key in fh.results.REQUIRED_KEYS), name
+        assert record["profile"] == "quick" and record["notebook"] == NOTEBOOK
+        assert record["wall_time_s"] > 0
+        assert 0 <= record["metrics"]["test_accuracy"] <= 1, name
+        if not name.startswith("sweep_"):  # chance is 0.1, even one quick epoch on 2,000 images does better
+            assert record["metrics"]["test_accuracy"] > 0.2, name
+
+
+def test_keras_records_carry_training_details(records):
+    for name, record in records.items():
+        if name in {"logistic_regression", "random_forest", "svm_rbf", "svm_rbf_train250", "svm_rbf_train500"}:
+            assert record["train_size"] == int(name.removeprefix("svm_rbf_train") if "train" in name else 1000)
+            assert len(record["per_class_accuracy"]) == 10
+            continue
+        assert KERAS_KEYS <= set(record), name
+        assert len(record["history"]["val_accuracy"]) == record["epochs_run"]
+    assert records["workbook_mlp"]["precision"] in {"float32", "mixed_bfloat16"}
+    assert records["seed002_mlp"]["params"]["learning_rate"] == 0.02
+    assert records["seed001_jackson_l2"]["params"]["l2"] == 0.001
+
+
+def test_figures_are_written(quick_run):
+    figures = {p.stem for p in (quick_run / "figures").glob("02_*.png")}
+    assert {"02_baselines_vs_paper", "02_svm_learning_curve", "02_seed001_learning_curves",
+            "02_seed001_confusion_matrices", "02_tyler_sweeps", "02_seed002_prediction_gallery",
+            "02_per_class_accuracy", "02_workbook_mlp_learning_curves", "02_summary"} <= figures
+
+
+@pytest.mark.parametrize("parameters, message", [
+    ({"learning_rate": -1}, "learning_rate must be a positive number, got -1"),
+    ({"sweeps": "momentum"}, "sweeps: unknown 'momentum'"),
+])
+def test_bad_parameter_stops_with_clear_error(tmp_path, monkeypatch, parameters, message):
+    monkeypatch.setenv("FMNIST_QUICK", "1")
+    with pytest.raises(pm.PapermillExecutionError, match=message):
+        execute(tmp_path, **parameters)
+
+
+# ---------------------------------------------------------------- the helpers the notebook relies on (fast)
+# (These mirror fmnist_helpers/baselines.py; they belong in tests/test_baselines.py once that file exists.)
+def test_list_validators_accept_lists_and_strings_and_reject_bad_items():
+    assert baselines.float_list("lr", "1e-3, 0.01") == [0.001, 0.01]
+    assert baselines.fraction_list("dropout", [0, 0.5]) == [0.0, 0.5]
+    assert baselines.positive_int_list("batch", "32,128") == [32, 128]
+    with pytest.raises(ValueError, match=r"lr\[1\] must be a positive number, got -1"):
+        baselines.float_list("lr", [0.1, -1])
+    with pytest.raises(ValueError, match=r"dropout\[0\] must be a number in \[0, 1\), got 1"):
+        baselines.fraction_list("dropout", [1])
+    with pytest.raises(ValueError, match=r"batch\[0\] must be a positive integer, got 0.5"):
+        baselines.positive_int_list("batch", [0.5])
+    with pytest.raises(ValueError, match="must be a non-empty list"):
+        baselines.float_list("lr", [])
+
+
+def test_optional_subset_of():
+    check = baselines.optional_subset_of(["a", "b"])
+    assert check("x", "none") == [] and check("x", []) == []
+    assert check("x", "all") == ["a", "b"] and check("x", "b,a,b") == ["b", "a"]
+    with pytest.raises(ValueError, match="x: unknown 'c'; valid names are a, b"):
+        check("x", ["c"])
+
+
+def test_label_smoothing_loss_matches_keras_and_round_trips():
+    import keras
+
+    y_true = np.array([0, 2, 1])
+    y_pred = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [0.3, 0.4, 0.3]], dtype="float32")
+    loss = baselines.SparseLabelSmoothingCrossentropy(0.1, num_classes=3)
+    expected = keras.losses.CategoricalCrossentropy(label_smoothing=0.1)(np.eye(3)[y_true], y_pred)
+    np.testing.assert_allclose(float(loss(y_true, y_pred)), float(expected), rtol=1e-6)
+    clone = baselines.SparseLabelSmoothingCrossentropy.from_config(loss.get_config())
+    assert (clone.label_smoothing, clone.num_classes) == (0.1, 3)
+    with pytest.raises(ValueError, match="label_smoothing must be in"):
+        baselines.SparseLabelSmoothingCrossentropy(1.5)
+
+
+def test_stale_settings_names_what_changed():
+    record = {"params": {"epochs": 10, "batch_size": 128, "l2": None}, "train_size": 55000}
+    assert baselines.stale_settings(None, {"epochs": 5}, 100) == []
+    assert baselines.stale_settings(record, {"epochs": 10, "batch_size": 128, "l2": None}, 55000) == []
+    assert baselines.stale_settings(record, {"epochs": 5, "batch_size": 128, "l2": 0.001}, 1000) == [
+        "epochs", "l2", "train_size"]
+
+
+def test_stratified_subset_and_threaded_predict():
+    from sklearn.neighbors import KNeighborsClassifier
+
+    data = fh.load_fashion_mnist(train_size=2000, test_size=500, validation_size=500, seed=0)
+    subset = baselines.stratified_subset(data, 300, seed=1)
+    assert len(subset.y_train) == 300 and np.all(np.bincount(subset.y_train, minlength=10) == 30)
+    assert subset.x_test is data.x_test and baselines.stratified_subset(data, None, 0) is data
+    model = KNeighborsClassifier(3).fit(subset.x_train.reshape(300, -1), subset.y_train)
+    flat = data.x_test.reshape(len(data.x_test), -1)
+    np.testing.assert_array_equal(baselines.predict_in_threads(model, flat), model.predict(flat))
+
+
+def test_comparison_table_means_and_differences():
+    runs = [{"model": "seed002_mlp", "metrics": {"test_accuracy": acc, "final_val_accuracy": 0.9}, "params": {"epochs": 3},
+             "wall_time_s": 10.0, "train_size": 100, "params_count": 7} for acc in (0.88, 0.89)]
+    row = baselines.comparison_table(runs, ["seed002_mlp", "absent"]).loc["seed002_mlp"]
+    assert row["seeds"] == 2 and row["test accuracy"] == pytest.approx(0.885)
+    assert row["± std"] == pytest.approx(np.std([0.88, 0.89], ddof=1))
+    assert row["difference (points)"] == pytest.approx(100 * (0.885 - 0.8871))
