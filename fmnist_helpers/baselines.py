@@ -13,7 +13,7 @@ import keras
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from fmnist_helpers.config import RunConfig, Validator
+from fmnist_helpers.config import RunConfig, Validator, fraction, list_of, positive_float, positive_int
 from fmnist_helpers.data import NUM_CLASSES, FashionMNIST, stratified_indices
 from fmnist_helpers.results import load_record, record_result
 from fmnist_helpers.training import TrainedModel, train_and_record
@@ -42,62 +42,9 @@ def reported_accuracy(model: str) -> float | None:
 
 
 # ---------------------------------------------------------------- parameter validators
-def float_list(name: str, value: Any) -> list[float]:
-    """Accept a non-empty list of positive numbers (or a comma-separated string), such as learning rates."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = [value]
-    if isinstance(value, str):
-        value = [v.strip() for v in value.split(",") if v.strip()]
-    if not isinstance(value, (list, tuple)) or not value:
-        raise ValueError(f"{name} must be a non-empty list of positive numbers, got {value!r}")
-    out = []
-    for i, item in enumerate(value):
-        try:
-            number = float(item) if not isinstance(item, bool) else float("nan")
-        except (TypeError, ValueError):
-            number = float("nan")
-        if not np.isfinite(number) or number <= 0:
-            raise ValueError(f"{name}[{i}] must be a positive number, got {item!r}")
-        out.append(number)
-    return out
-
-
-def fraction_list(name: str, value: Any) -> list[float]:
-    """Accept a non-empty list of numbers in [0, 1), such as dropout rates."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = [value]
-    if isinstance(value, str):
-        value = [v.strip() for v in value.split(",") if v.strip()]
-    if not isinstance(value, (list, tuple)) or not value:
-        raise ValueError(f"{name} must be a non-empty list of numbers in [0, 1), got {value!r}")
-    out = []
-    for i, item in enumerate(value):
-        try:
-            number = float(item) if not isinstance(item, bool) else float("nan")
-        except (TypeError, ValueError):
-            number = float("nan")
-        if not 0 <= number < 1:
-            raise ValueError(f"{name}[{i}] must be a number in [0, 1), got {item!r}")
-        out.append(number)
-    return out
-
-
-def positive_int_list(name: str, value: Any) -> list[int]:
-    """Accept a non-empty list of positive integers (or a comma-separated string), such as batch sizes."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        value = [value]
-    if isinstance(value, str):
-        value = [v.strip() for v in value.split(",") if v.strip()]
-    if not isinstance(value, (list, tuple)) or not value:
-        raise ValueError(f"{name} must be a non-empty list of positive integers, got {value!r}")
-    out = []
-    for i, item in enumerate(value):
-        if isinstance(item, str) and item.strip().isdigit():
-            item = int(item)
-        if isinstance(item, bool) or not isinstance(item, (int, np.integer)) or item <= 0:
-            raise ValueError(f"{name}[{i}] must be a positive integer, got {item!r}")
-        out.append(int(item))
-    return out
+float_list = list_of(positive_float, "positive numbers")  # e.g. learning rates
+fraction_list = list_of(fraction, "numbers in [0, 1)")  # e.g. dropout rates
+positive_int_list = list_of(positive_int, "positive integers")  # e.g. batch sizes
 
 
 def optional_subset_of(options: Iterable[str]) -> Validator:

@@ -109,15 +109,24 @@ def optional(validator: Validator) -> Validator:
     return check
 
 
-def int_list(name: str, value: Any) -> list[int]:
-    """Accept a non-empty list of integers >= 0 (or a comma-separated string), such as seeds."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        value = [value]
-    if isinstance(value, str):
-        value = [v.strip() for v in value.split(",") if v.strip()]
-    if not isinstance(value, (list, tuple)) or not value:
-        raise ValueError(f"{name} must be a non-empty list of integers >= 0, got {value!r}")
-    return [non_negative_int(f"{name}[{i}]", v) for i, v in enumerate(value)]
+def list_of(validator: Validator, what: str) -> Validator:
+    """Validator for a non-empty list (or comma-separated string, or single value) whose items pass ``validator``.
+
+    Item errors name the position, e.g. ``learning_rates[1] must be a positive number, got -1``.
+    """
+    def check(name: str, value: Any) -> list:
+        if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+            value = [value]
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ValueError(f"{name} must be a non-empty list of {what} (or a comma-separated string), got {value!r}")
+        return [validator(f"{name}[{i}]", item) for i, item in enumerate(value)]
+    return check
+
+
+int_list = list_of(non_negative_int, "integers >= 0")
+int_list.__doc__ = "Accept a non-empty list of integers >= 0 (or a comma-separated string), such as seeds."
 
 
 # ---------------------------------------------------------------- resolution

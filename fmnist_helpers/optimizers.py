@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -19,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from fmnist_helpers import paths
+from fmnist_helpers import paths, training
 from fmnist_helpers.config import non_negative_int, positive_int
 
 # name -> (keras.optimizers class name, fixed settings). Everything else stays at Keras' defaults.
@@ -136,24 +135,7 @@ def pick_learning_rates(sweep: pd.DataFrame, metric: str = "best_val_accuracy") 
 # ---------------------------------------------------------------- identical initial weights
 def initial_weights_path(profile: str, tag: str, seed: int) -> Path:
     """``runs/<profile>/05_optimizers/initial_<tag>_seed<seed>.weights.h5``: the start of every run of ``seed``."""
-    if not tag or not all(c.isalnum() or c in "-_." for c in tag):
-        raise ValueError(f"tag must be letters, digits, '-', '_' or '.', got {tag!r}")
-    return paths.runs_dir(profile) / "05_optimizers" / f"initial_{tag}_seed{non_negative_int('seed', seed)}.weights.h5"
-
-
-def save_initial_weights(model: keras.Model, target: Path | str) -> Path:
-    """``model.save_weights(target)`` through a temporary file, so no reader ever sees half a file."""
-    target = Path(target)
-    if not target.name.endswith(".weights.h5"):
-        raise ValueError(f"a Keras weights file must end in .weights.h5, got {target.name!r}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name[:-len('.weights.h5')]}.{os.getpid()}.part.weights.h5")
-    try:
-        model.save_weights(tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+    return training.initial_weights_path(profile, "05_optimizers", tag, seed)
 
 
 def weights_fingerprint(model: keras.Model) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -19,7 +18,8 @@ import keras
 import matplotlib.pyplot as plt
 import numpy as np
 
-from fmnist_helpers import paths
+from fmnist_helpers import paths, training
+from fmnist_helpers.training import save_weights_atomically  # noqa: F401  (used by notebook 04)
 from fmnist_helpers.config import non_negative_int, positive_int
 from fmnist_helpers.plotting import color_for
 
@@ -56,24 +56,7 @@ def expand_seeds(first: int, spec: int | Sequence[int]) -> list[int]:
 # ---------------------------------------------------------------- initial weights
 def initial_weights_path(profile: str, tag: str, seed: int) -> Path:
     """Where the initial weights of architecture ``tag`` for ``seed`` live: ``runs/<profile>/04_regularization/``."""
-    if not tag or not all(c.isalnum() or c in "-_." for c in tag):
-        raise ValueError(f"tag must be letters, digits, '-', '_' or '.', got {tag!r}")
-    return paths.runs_dir(profile) / "04_regularization" / f"initial_{tag}_seed{non_negative_int('seed', seed)}.weights.h5"
-
-
-def save_weights_atomically(model: keras.Model, target: Path | str) -> Path:
-    """``model.save_weights(target)`` through a temporary file, so readers never see a half-written file."""
-    target = Path(target)
-    if not target.name.endswith(".weights.h5"):
-        raise ValueError(f"a Keras weights file must end in .weights.h5, got {target.name!r}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name[:-len('.weights.h5')]}.{os.getpid()}.part.weights.h5")
-    try:
-        model.save_weights(tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+    return training.initial_weights_path(profile, "04_regularization", tag, seed)
 
 
 def copy_shared_weights(source: keras.Model, target: keras.Model, names: Sequence[str]) -> list[str]:

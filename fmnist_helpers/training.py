@@ -80,15 +80,39 @@ def model_path(cfg: RunConfig, name: str, seed: int | None = None) -> Path:
     return _run_paths(cfg, name, cfg.seed if seed is None else seed)[0]
 
 
-def save_model_atomically(model: keras.Model, target: Path) -> None:
-    """Save a ``.keras`` file so readers never see a half-written one."""
+def _save_atomically(save, target: Path) -> Path:
+    """Call ``save(tmp)`` on a temporary name beside ``target`` (same suffix), then rename it into place."""
+    target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.stem}.{os.getpid()}.part.keras")
+    suffix = ".weights.h5" if target.name.endswith(".weights.h5") else target.suffix
+    tmp = target.with_name(f".{target.name[:-len(suffix)]}.{os.getpid()}.part{suffix}")
     try:
-        model.save(tmp)
+        save(tmp)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+    return target
+
+
+def save_model_atomically(model: keras.Model, target: Path) -> None:
+    """Save a ``.keras`` file so readers never see a half-written one."""
+    _save_atomically(model.save, target)
+
+
+def save_weights_atomically(model: keras.Model, target: Path | str) -> Path:
+    """``model.save_weights(target)`` through a temporary file, so readers never see a half-written file."""
+    if not Path(target).name.endswith(".weights.h5"):
+        raise ValueError(f"a Keras weights file must end in .weights.h5, got {Path(target).name!r}")
+    return _save_atomically(model.save_weights, Path(target))
+
+
+def initial_weights_path(profile: str, notebook: str, tag: str, seed: int) -> Path:
+    """``runs/<profile>/<notebook>/initial_<tag>_seed<seed>.weights.h5``: where every run of ``seed`` starts."""
+    from fmnist_helpers.config import non_negative_int
+
+    if not tag or not all(c.isalnum() or c in "-_." for c in tag):
+        raise ValueError(f"tag must be letters, digits, '-', '_' or '.', got {tag!r}")
+    return paths.runs_dir(profile) / notebook / f"initial_{tag}_seed{non_negative_int('seed', seed)}.weights.h5"
 
 
 def train_and_record(

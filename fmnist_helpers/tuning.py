@@ -38,7 +38,7 @@ import keras_tuner as kt
 import numpy as np
 
 from fmnist_helpers import paths
-from fmnist_helpers.config import positive_int
+from fmnist_helpers.config import list_of, positive_int
 from fmnist_helpers.data import FashionMNIST, load_fashion_mnist, stratified_indices
 from fmnist_helpers.training import EpochLog
 
@@ -87,14 +87,7 @@ def subset(data: FashionMNIST, train_size: int | None = None, validation_size: i
 # ---------------------------------------------------------------- the search space
 def positive_int_list(name: str, value: Any) -> list[int]:
     """Validator for a non-empty list of distinct positive integers, such as ``"64,128,256"`` or ``[64, 128]``."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        value = [value]
-    if isinstance(value, str):
-        value = [v.strip() for v in value.split(",") if v.strip()]
-    if not isinstance(value, (list, tuple)) or not value:
-        raise ValueError(f"{name} must be a non-empty comma-separated list of positive integers such as "
-                         f"'64,128,256', got {value!r}")
-    numbers = [positive_int(f"{name}[{i}]", v) for i, v in enumerate(value)]
+    numbers = list_of(positive_int, "positive integers such as '64,128,256'")(name, value)
     if len(set(numbers)) != len(numbers):
         raise ValueError(f"{name} lists a value twice ({value!r}); give each value once, e.g. '64,128,256'")
     return sorted(numbers)

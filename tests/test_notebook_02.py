@@ -91,7 +91,7 @@ def test_list_validators_accept_lists_and_strings_and_reject_bad_items():
     assert baselines.positive_int_list("batch", "32,128") == [32, 128]
     with pytest.raises(ValueError, match=r"lr\[1\] must be a positive number, got -1"):
         baselines.float_list("lr", [0.1, -1])
-    with pytest.raises(ValueError, match=r"dropout\[0\] must be a number in \[0, 1\), got 1"):
+    with pytest.raises(ValueError, match=r"dropout\[0\] must be a number in \[0(\.0)?, 1(\.0)?\), got 1"):
         baselines.fraction_list("dropout", [1])
     with pytest.raises(ValueError, match=r"batch\[0\] must be a positive integer, got 0.5"):
         baselines.positive_int_list("batch", [0.5])

@@ -12,7 +12,7 @@ import pytest
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from fmnist_helpers import optimizers  # noqa: E402
+from fmnist_helpers import optimizers, training  # noqa: E402
 
 VALID = "sgd, momentum, nesterov, rmsprop, adagrad, adam, adamax, nadam, adamw"
 
@@ -147,7 +147,7 @@ def test_initial_weights_roundtrip(isolated_outputs):
     path = optimizers.initial_weights_path("quick", "tiny", 3)
     assert path == isolated_outputs / "quick" / "05_optimizers" / "initial_tiny_seed3.weights.h5"
     saved = tiny_model(seed=3)
-    optimizers.save_initial_weights(saved, path)
+    training.save_weights_atomically(saved, path)
     assert path.is_file() and not list(path.parent.glob(".*part*"))
     other = tiny_model(seed=4, optimizer="adam")
     assert optimizers.weights_fingerprint(other) != optimizers.weights_fingerprint(saved)
@@ -162,7 +162,7 @@ def test_initial_weights_errors(tmp_path):
     with pytest.raises(ValueError, match="seed must be an integer >= 0"):
         optimizers.initial_weights_path("quick", "mlp", -1)
     with pytest.raises(ValueError, match="must end in .weights.h5"):
-        optimizers.save_initial_weights(tiny_model(), tmp_path / "w.h5")
+        training.save_weights_atomically(tiny_model(), tmp_path / "w.h5")
 
 
 def test_changed_settings():
