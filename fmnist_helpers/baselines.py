@@ -5,9 +5,8 @@ the Keras networks) are defined in the notebook; this module only holds the book
 """
 from __future__ import annotations
 
-import json
 import time
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
 import keras
 import numpy as np
@@ -16,7 +15,7 @@ from threadpoolctl import threadpool_limits
 from fmnist_helpers.config import RunConfig, Validator, fraction, list_of, positive_float, positive_int
 from fmnist_helpers.data import NUM_CLASSES, FashionMNIST, stratified_indices
 from fmnist_helpers.results import load_record, record_result
-from fmnist_helpers.training import TrainedModel, train_and_record
+from fmnist_helpers.training import changed_settings
 
 # Reported accuracies: reference constants quoted from their sources, never our results.
 FASHION_MNIST_PAPER = "Xiao, Rasul & Vollgraf (2017), Fashion-MNIST, arXiv:1708.07747, Table 3"
@@ -77,36 +76,6 @@ def stratified_subset(data: FashionMNIST, train_size: int | None, seed: int) -> 
                         data.source)
 
 
-# ---------------------------------------------------------------- reuse only what matches
-def _same(recorded: Any, wanted: Any) -> bool:
-    return recorded == json.loads(json.dumps(wanted, default=str))
-
-
-def stale_settings(record: Mapping | None, settings: Mapping[str, Any], train_size: int) -> list[str]:
-    """Names of the settings in which ``record`` differs from ``settings`` (empty when it can be reused)."""
-    if record is None:
-        return []
-    changed = [k for k, v in settings.items() if not _same(record.get("params", {}).get(k), v)]
-    if record.get("train_size") != train_size:
-        changed.append("train_size")
-    return changed
-
-
-def train_or_reuse(cfg: RunConfig, name: str, build_model, data: FashionMNIST, epochs: int, batch_size: int,
-                   params: Mapping[str, Any] | None = None, seed: int | None = None, **kwargs: Any) -> TrainedModel:
-    """``fh.train_and_record``, but a finished run is reused only if it was trained with the same settings.
-
-    ``train_and_record`` reuses any finished run with the same name and seed; when a notebook is re-run with
-    other parameters (``-p epochs 5``) this retrains the runs whose recorded settings differ.
-    """
-    settings = {"epochs": epochs, "batch_size": batch_size, **(params or {})}
-    changed = stale_settings(load_record(cfg, name, seed), settings, len(data.y_train))
-    if changed:
-        print(f"{name}: recorded run used other settings ({', '.join(changed)}); training again")
-    return train_and_record(cfg, name, build_model, data, epochs, batch_size, params=dict(params or {}),
-                            seed=seed, retrain=bool(changed), **kwargs)
-
-
 # ---------------------------------------------------------------- scikit-learn baselines
 def _estimator_settings(estimator) -> dict[str, Any]:
     return {k: v for k, v in estimator.get_params().items() if isinstance(v, (int, float, str, bool, type(None)))}
@@ -137,7 +106,7 @@ def run_sklearn_baseline(cfg: RunConfig, name: str, estimator, data: FashionMNIS
     subset = stratified_subset(data, train_size, seed)
     settings = {"estimator": type(estimator).__name__, **_estimator_settings(estimator)}
     record = load_record(cfg, name, seed)
-    if record is not None and not stale_settings(record, settings, len(subset.y_train)):
+    if record is not None and not changed_settings(record, settings, len(subset.y_train)):
         print(f"{name}: finished earlier (test accuracy {record['metrics']['test_accuracy']:.4f}, "
               f"{len(subset.y_train):,} training images)")
         return record

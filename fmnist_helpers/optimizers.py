@@ -7,7 +7,6 @@ holds the bookkeeping around them. Import as ``from fmnist_helpers import optimi
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import time
 from pathlib import Path
@@ -18,8 +17,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from fmnist_helpers import paths, training
-from fmnist_helpers.config import non_negative_int, positive_int
+from fmnist_helpers import training
+from fmnist_helpers.config import positive_int
 
 # name -> (keras.optimizers class name, fixed settings). Everything else stays at Keras' defaults.
 OPTIMIZERS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -146,22 +145,6 @@ def weights_fingerprint(model: keras.Model) -> str:
         digest.update(str(array.shape).encode())
         digest.update(array.tobytes())
     return digest.hexdigest()[:16]
-
-
-def changed_settings(record: Mapping[str, Any] | None, settings: Mapping[str, Any],
-                     train_size: int | None = None) -> list[str]:
-    """The settings in which a finished ``record`` differs from ``settings`` (empty: the run can be reused).
-
-    ``fh.train_and_record`` reuses any finished run of the same name and seed; a run recorded with other
-    epochs, learning rate or initial weights must be retrained instead.
-    """
-    if record is None:
-        return []
-    recorded = record.get("params", {})
-    changed = [k for k, v in settings.items() if recorded.get(k) != json.loads(json.dumps(v, default=str))]
-    if train_size is not None and record.get("train_size") != train_size:
-        changed.append("train_size")
-    return changed
 
 
 # ---------------------------------------------------------------- per-run metrics

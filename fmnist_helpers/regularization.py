@@ -10,7 +10,6 @@ Import as ``from fmnist_helpers import regularization``.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -18,7 +17,7 @@ import keras
 import matplotlib.pyplot as plt
 import numpy as np
 
-from fmnist_helpers import paths, training
+from fmnist_helpers import training
 from fmnist_helpers.training import save_weights_atomically  # noqa: F401  (used by notebook 04)
 from fmnist_helpers.config import non_negative_int, positive_int
 from fmnist_helpers.plotting import color_for
@@ -93,20 +92,6 @@ def weights_sha256(model: keras.Model, names: Sequence[str]) -> str:
             digest.update(f"{name}/{i}/{array.shape}".encode())
             digest.update(array.tobytes())
     return digest.hexdigest()
-
-
-def changed_params(record: Mapping[str, Any] | None, params: Mapping[str, Any]) -> list[str]:
-    """The names in ``params`` whose values differ from those stored in ``record`` (``[]`` when there is no record).
-
-    A notebook uses this to retrain a run whose settings changed since it was recorded, instead of silently
-    reusing it: ``fh.train_and_record(..., retrain=bool(changed_params(fh.load_record(cfg, name, seed), params)))``.
-    """
-    if record is None:
-        return []
-    stored = record.get("params", {})
-    as_stored = json.loads(json.dumps(dict(params)))  # tuples become lists, as in the JSON record
-    missing = object()
-    return [name for name, value in as_stored.items() if stored.get(name, missing) != value]
 
 
 # ---------------------------------------------------------------- presentation

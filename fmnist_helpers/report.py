@@ -3,7 +3,8 @@
     python -m fmnist_helpers.report            # rewrite README.md between the markers, write figures/00_*.png
     python -m fmnist_helpers.report --check    # exit 1 if README.md is out of date (for CI); writes nothing
 
-Only the text between ``<!-- BEGIN GENERATED: results -->`` and ``<!-- END GENERATED: results -->`` changes.
+Only the text between ``<!-- BEGIN GENERATED: results -->`` and ``<!-- END GENERATED: results -->`` changes,
+and in each notebook only the line that starts with ``Runtime:`` in its first cell.
 Inputs: the model records under ``results/<profile>/<notebook>/`` (default and full profiles), the notebook
 runtime records under ``results/<profile>/_notebooks/`` (written by :mod:`fmnist_helpers.run`), the benchmark
 record ``benchmarks/results.json`` and the reference numbers of :mod:`fmnist_helpers.reference`. The output
@@ -16,12 +17,14 @@ import io
 import json
 import math
 import os
+import re
 import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+import nbformat
 import pandas as pd
 
 from fmnist_helpers import paths, reference
@@ -36,6 +39,7 @@ DASH = "—"
 BENCHMARK_PATH = paths.REPO_ROOT / "benchmarks" / "results.json"
 ACCURACY_FIGURE = "00_summary_accuracy_vs_time"
 SEED_FIGURE = "00_summary_seed_reproduction"
+RUNTIME_LINE = re.compile(r"^Runtime:.*$", re.MULTILINE)
 FAMILIES = ("classical", "MLP", "CNN")
 CLASSICAL_PREFIXES = ("logistic_regression", "random_forest", "svm", "knn", "k_nearest", "gradient_boosting",
                       "decision_tree", "naive_bayes", "linear_svc")
@@ -439,6 +443,37 @@ def write_if_changed(target: Path, payload: bytes) -> bool:
     return True
 
 
+# ---------------------------------------------------------------- notebooks' runtime lines
+def runtime_line(notebook: str, inputs: Inputs) -> str:
+    """The ``Runtime:`` line of a notebook's first cell: its measured wall time per profile, from the runtime
+    records (quick mode from the benchmark, whose quick runs are the only ones kept), never an estimate."""
+    bench = benchmark_notebook_runs(inputs.benchmark)
+    parts = []
+    for profile, label in (("default", "default profile"), ("quick", "quick mode"), ("full", "full profile")):
+        run = inputs.notebook_runs.get((profile, notebook)) or bench.get((profile, notebook))
+        ok = run is not None and run.get("ok", True) and run.get("wall_time_s") is not None
+        parts.append(f"{label} {duration(run['wall_time_s'])}" if ok else f"{label} {NOT_YET_RUN}")
+    return (f"Runtime: {' · '.join(parts)}, measured on a 2-core CPU (see [Results](../README.md#results); "
+            "`make report` keeps this line up to date).")
+
+
+def updated_notebook(path: Path, inputs: Inputs) -> tuple[str, str]:
+    """A notebook's current text and its text with a regenerated ``Runtime:`` line (unchanged if it has none)."""
+    current = path.read_text(encoding="utf-8")
+    nb = nbformat.reads(current, as_version=4)
+    first = nb.cells[0] if nb.cells else None
+    if first is None or first.cell_type != "markdown" or not RUNTIME_LINE.search(first.source):
+        return current, current
+    first.source = RUNTIME_LINE.sub(lambda _: runtime_line(path.stem, inputs), first.source, count=1)
+    return current, nbformat.writes(nb) + "\n"
+
+
+def notebook_updates(inputs: Inputs, notebooks_dir: Path | None = None) -> dict[Path, tuple[str, str]]:
+    """``{notebook path: (current text, regenerated text)}`` for every numbered notebook."""
+    notebooks_dir = paths.NOTEBOOKS_DIR if notebooks_dir is None else Path(notebooks_dir)
+    return {nb: updated_notebook(nb, inputs) for nb in sorted(notebooks_dir.glob("[0-9][0-9]_*.ipynb"))}
+
+
 # ---------------------------------------------------------------- figures
 def _seed_points(best: pd.DataFrame) -> list[tuple[reference.SeedReference, pd.Series]]:
     points = []
@@ -526,7 +561,8 @@ def write_figures(inputs: Inputs) -> list[Path]:
 
 # ---------------------------------------------------------------- command line
 def main(argv: Iterable[str] | None = None) -> int:
-    """Regenerate (or ``--check``) the README's results section; exit 1 if ``--check`` finds it out of date."""
+    """Regenerate (or ``--check``) the README's results section and the notebooks' runtime lines; exit 1 if
+    ``--check`` finds either out of date."""
     parser = argparse.ArgumentParser(description="Regenerate the README's results tables and summary figures.")
     parser.add_argument("--check", action="store_true", help="exit 1 if README.md is out of date; write nothing")
     parser.add_argument("--no-figures", action="store_true", help="only update the README")
@@ -538,18 +574,26 @@ def main(argv: Iterable[str] | None = None) -> int:
     try:
         inputs = load_inputs(args.results, args.benchmark)
         current, new = updated_readme(inputs, readme)
-    except (OSError, ValueError) as exc:
+        notebooks = notebook_updates(inputs)
+    except (OSError, ValueError, nbformat.reader.NotJSONError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    stale = [path.name for path, (old, regenerated) in notebooks.items() if old != regenerated]
     if args.check:
         if current != new:
             print(f"{readme}: the results section is out of date; run `make report`", file=sys.stderr)
+        if stale:
+            print(f"runtime lines out of date in {', '.join(stale)}; run `make report`", file=sys.stderr)
+        if current != new or stale:
             return 1
-        print(f"{readme}: results section is up to date")
+        print(f"{readme}: results section and notebook runtime lines are up to date")
         return 0
     changed = write_if_changed(readme, new.encode("utf-8"))
     print(f"{readme}: results section {'updated' if changed else 'already up to date'} "
           f"({len(inputs.records)} records)")
+    for path, (_, regenerated) in notebooks.items():
+        if write_if_changed(path, regenerated.encode("utf-8")):
+            print(f"{path.name}: runtime line updated")
     if not args.no_figures:
         for path in write_figures(inputs):
             print(f"wrote {path}")

@@ -3,16 +3,18 @@
 :func:`train_and_record` is the one call the notebooks use: it fits a compiled model with validation data,
 resumes from a Keras ``BackupAndRestore`` checkpoint after an interruption, evaluates the test set once,
 saves the model as ``.keras`` and writes its results record. A model whose record and file already exist
-is loaded instead of retrained, so a re-run picks up where the last one stopped.
+is loaded instead of retrained, so a re-run picks up where the last one stopped; one recorded with other
+settings (epochs, batch size, training-set size or any of its ``params``) is trained again.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import keras
 import numpy as np
@@ -115,6 +117,23 @@ def initial_weights_path(profile: str, notebook: str, tag: str, seed: int) -> Pa
     return paths.runs_dir(profile) / notebook / f"initial_{tag}_seed{non_negative_int('seed', seed)}.weights.h5"
 
 
+def changed_settings(record: Mapping[str, Any] | None, settings: Mapping[str, Any],
+                     train_size: int | None = None) -> list[str]:
+    """The settings in which a finished ``record`` differs from ``settings`` (``[]``: the run can be reused).
+
+    Values are compared as the JSON record stores them (tuples as lists); a setting the record lacks counts as
+    changed, and so does another training-set size.
+    """
+    if record is None:
+        return []
+    recorded, missing = record.get("params", {}), object()
+    wanted = json.loads(json.dumps(dict(settings), default=str))
+    changed = [name for name, value in wanted.items() if recorded.get(name, missing) != value]
+    if train_size is not None and record.get("train_size") != train_size:
+        changed.append("train_size")
+    return changed
+
+
 def train_and_record(
     cfg: RunConfig,
     name: str,
@@ -130,7 +149,8 @@ def train_and_record(
     flip_tta: bool = False,
     **fit_kwargs: Any,
 ) -> TrainedModel:
-    """Fit, evaluate once on the test set, save and record one model; reuse it if already finished.
+    """Fit, evaluate once on the test set, save and record one model; reuse it if it finished earlier with the
+    same settings (``epochs``, ``batch_size``, the training-set size and ``params``), else train it again.
 
     Args:
         cfg: the notebook's resolved parameters.
@@ -142,8 +162,9 @@ def train_and_record(
         seed: seed for this model (default: the run's seed); weights and shuffling follow from it.
         train_inputs: an alternative training input (such as an augmenting ``tf.data.Dataset``);
             default ``(data.x_train, data.y_train)``.
-        params: settings to store in the record next to the run's parameters.
-        retrain: ignore a finished record and train again.
+        params: settings to store in the record next to the run's parameters; a finished run recorded with
+            other values is trained again.
+        retrain: ignore a finished record and train again in any case.
         flip_tta: consider flip test-time augmentation (averaging predictions of each image and its mirror);
             it is used on the test set only if it raises validation accuracy.
         **fit_kwargs: passed to ``model.fit``.
@@ -152,7 +173,12 @@ def train_and_record(
 
     seed = cfg.seed if seed is None else seed
     saved, probabilities_file, backup_dir = _run_paths(cfg, name, seed)
+    settings = {"epochs": epochs, "batch_size": batch_size, **(params or {})}
     record = None if retrain else load_record(cfg, name, seed)
+    changed = changed_settings(record, settings, len(data.y_train))
+    if changed:
+        print(f"{name} (seed {seed}): recorded with other settings ({', '.join(changed)}); training again")
+        record = None
     if record is not None and saved.is_file() and probabilities_file.is_file():
         print(f"{name} (seed {seed}): finished earlier, loading {saved.name} "
               f"(test accuracy {record['metrics']['test_accuracy']:.4f})")
@@ -196,7 +222,7 @@ def train_and_record(
     total_time = float(sum(full_history.get("epoch_time_s", []))) or wall_time
     record = record_result(
         cfg, name, metrics, total_time, history=full_history, seed=seed,
-        params={"epochs": epochs, "batch_size": batch_size, **(params or {})},
+        params=settings,
         params_count=int(model.count_params()), epochs_run=len(full_history.get("loss", [])),
         epochs_in_last_session=epochs_run, train_size=train_size,
         images_per_s=round(train_size * epochs_run / wall_time, 1) if epochs_run else None,

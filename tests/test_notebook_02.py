@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import numpy as np
-import papermill as pm
 import pytest
+from notebook_support import quick_run as run_quick, resolve_notebook_parameters
 
 import fmnist_helpers as fh
-from fmnist_helpers import baselines, paths
+from fmnist_helpers import baselines
 
 NOTEBOOK = "02_mlp_baselines"
 # The quick profile's models (the notebook's QUICK_MODELS), the SVM's learning-curve points (1/4 and 1/2 of the
@@ -17,21 +17,10 @@ EXPECTED_MODELS = {"logistic_regression", "random_forest", "svm_rbf", "seed001_t
 KERAS_KEYS = {"params_count", "history", "epochs_run", "train_size", "model_file", "precision"}
 
 
-def execute(tmp_path, **parameters):
-    output = tmp_path / f"{NOTEBOOK}.out.ipynb"
-    return pm.execute_notebook(str(paths.NOTEBOOKS_DIR / f"{NOTEBOOK}.ipynb"), str(output), parameters=parameters,
-                               kernel_name="python3", progress_bar=False, cwd=str(tmp_path))
-
-
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    """Run the notebook once in quick mode, with every output in a temporary folder."""
-    out = tmp_path_factory.mktemp("nb02")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FMNIST_QUICK", "1")
-        patch.setenv("FMNIST_OUTPUT_DIR", str(out / "runs"))
-        execute(out)
-    return out / "runs" / "quick"
+    """The quick profile's folder of one quick run of the notebook."""
+    return run_quick(tmp_path_factory, NOTEBOOK)[0] / "quick"
 
 
 @pytest.fixture(scope="module")
@@ -77,10 +66,9 @@ def test_figures_are_written(quick_run):
     ({"learning_rate": -1}, "learning_rate must be a positive number, got -1"),
     ({"sweeps": "momentum"}, "sweeps: unknown 'momentum'"),
 ])
-def test_bad_parameter_stops_with_clear_error(tmp_path, monkeypatch, parameters, message):
-    monkeypatch.setenv("FMNIST_QUICK", "1")
-    with pytest.raises(pm.PapermillExecutionError, match=message):
-        execute(tmp_path, **parameters)
+def test_bad_parameter_stops_with_clear_error(parameters, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_notebook_parameters(NOTEBOOK, **parameters)
 
 
 # ---------------------------------------------------------------- the helpers the notebook relies on (fast)
@@ -119,14 +107,6 @@ def test_label_smoothing_loss_matches_keras_and_round_trips():
     assert (clone.label_smoothing, clone.num_classes) == (0.1, 3)
     with pytest.raises(ValueError, match="label_smoothing must be in"):
         baselines.SparseLabelSmoothingCrossentropy(1.5)
-
-
-def test_stale_settings_names_what_changed():
-    record = {"params": {"epochs": 10, "batch_size": 128, "l2": None}, "train_size": 55000}
-    assert baselines.stale_settings(None, {"epochs": 5}, 100) == []
-    assert baselines.stale_settings(record, {"epochs": 10, "batch_size": 128, "l2": None}, 55000) == []
-    assert baselines.stale_settings(record, {"epochs": 5, "batch_size": 128, "l2": 0.001}, 1000) == [
-        "epochs", "l2", "train_size"]
 
 
 def test_stratified_subset_and_threaded_predict():

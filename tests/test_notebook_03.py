@@ -8,8 +8,8 @@ import subprocess
 import sys
 import time
 
-import papermill as pm
 import pytest
+from notebook_support import execute_notebook, quick_run as run_quick, resolve_notebook_parameters
 
 from fmnist_helpers import paths
 
@@ -22,8 +22,7 @@ def quick(monkeypatch):
 
 
 def execute(tmp_path, **parameters):
-    return pm.execute_notebook(str(NOTEBOOK), str(tmp_path / "out.ipynb"), parameters=parameters,
-                               kernel_name="python3", progress_bar=False, cwd=str(tmp_path))
+    return execute_notebook("03_cnn", tmp_path, **parameters)
 
 
 def records(output_dir):
@@ -31,26 +30,29 @@ def records(output_dir):
     return {p.name: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
 
 
-def test_quick_run_records_every_model(tmp_path, isolated_outputs):
-    execute(tmp_path, epochs=1)
-    found = records(isolated_outputs)
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """The output folder of one quick run of every model (the design's `-p epochs 1`)."""
+    return run_quick(tmp_path_factory, "03_cnn", epochs=1)[0]
+
+
+def test_quick_run_records_every_model(quick_run):
+    found = records(quick_run)
     assert set(found) == {f"{m}__seed0.json" for m in ("seed000_cnn", "seed003_cnn", "workbook_cnn")}
     for record in found.values():
         assert record["epochs_run"] == 1 and record["metrics"]["test_accuracy"] > 0.1 and record["images_per_s"] > 0
         assert record["command"].startswith("FMNIST_QUICK=1 papermill notebooks/03_cnn.ipynb")
-        assert (isolated_outputs / "quick" / "models" / f"03_cnn__{record['model']}__seed0.keras").is_file()
-    assert (isolated_outputs / "quick" / "figures" / "03_accuracy_vs_cost.png").is_file()
+        assert (quick_run / "quick" / "models" / f"03_cnn__{record['model']}__seed0.keras").is_file()
+    assert (quick_run / "quick" / "figures" / "03_accuracy_vs_cost.png").is_file()
 
 
-def test_same_seed_gives_same_metrics(tmp_path, monkeypatch):
-    results = []
-    for run in ("a", "b"):
-        monkeypatch.setenv("FMNIST_OUTPUT_DIR", str(tmp_path / run))
-        (tmp_path / run).mkdir()
-        execute(tmp_path / run, models="seed003_cnn", epochs=1, seed=3)
-        results.append(records(tmp_path / run)["seed003_cnn__seed3.json"])
-    assert results[0]["metrics"] == results[1]["metrics"]
-    assert results[0]["history"]["loss"] == results[1]["history"]["loss"]
+def test_same_seed_gives_same_metrics(quick_run, tmp_path, monkeypatch):
+    """A second run of seed 003's CNN alone, in a fresh output folder, repeats the quick run's numbers exactly."""
+    monkeypatch.setenv("FMNIST_OUTPUT_DIR", str(tmp_path / "again"))
+    execute(tmp_path, models="seed003_cnn", epochs=1)
+    first, again = records(quick_run)["seed003_cnn__seed0.json"], records(tmp_path / "again")["seed003_cnn__seed0.json"]
+    assert again["metrics"] == first["metrics"]
+    assert again["history"]["loss"] == first["history"]["loss"]
 
 
 def test_interrupted_run_resumes(tmp_path, isolated_outputs):
@@ -76,6 +78,6 @@ def test_interrupted_run_resumes(tmp_path, isolated_outputs):
     ("models", "resnet", "unknown 'resnet'; valid names are seed000_cnn, seed003_cnn, workbook_cnn"),
     ("learning_rate", 0, "learning_rate must be a positive number"),
 ])
-def test_bad_parameters_fail_clearly(tmp_path, name, value, message):
-    with pytest.raises(pm.PapermillExecutionError, match=message):
-        execute(tmp_path, **{name: value})
+def test_bad_parameters_fail_clearly(name, value, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_notebook_parameters("03_cnn", **{name: value})

@@ -12,8 +12,8 @@ import json
 import keras
 import nbformat
 import numpy as np
-import papermill as pm
 import pytest
+from notebook_support import quick_run as run_quick, resolve_notebook_parameters
 from keras import layers
 
 import fmnist_helpers as fh
@@ -22,12 +22,6 @@ from fmnist_helpers import paths, regularization
 NOTEBOOK = "04_regularization"
 FIGURES = ("04_augmented_samples", "04_learning_curves", "04_weight_histograms", "04_accuracy_vs_gap")
 MODEL_CELLS = ("def augmentation_layers(", "HIDDEN_UNITS = ", "VARIANTS = {", "def build_variant(")
-
-
-def execute(tmp_path, **parameters):
-    output = tmp_path / f"{NOTEBOOK}.out.ipynb"
-    return pm.execute_notebook(str(paths.NOTEBOOKS_DIR / f"{NOTEBOOK}.ipynb"), str(output), parameters=parameters,
-                               kernel_name="python3", progress_bar=False, cwd=str(tmp_path))
 
 
 @pytest.fixture(scope="module")
@@ -49,13 +43,8 @@ def notebook_code() -> dict:
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    """Run the notebook once in quick mode with its default parameters; return the isolated output folder."""
-    out = tmp_path_factory.mktemp("nb04_outputs")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FMNIST_QUICK", "1")
-        patch.setenv("FMNIST_OUTPUT_DIR", str(out))
-        execute(tmp_path_factory.mktemp("nb04_cwd"))
-    return out / "quick"
+    """The quick profile's folder of one quick run of the notebook with its default parameters."""
+    return run_quick(tmp_path_factory, NOTEBOOK)[0] / "quick"
 
 
 def initial_file(quick_run, tag: str):
@@ -108,10 +97,9 @@ def test_every_variant_starts_from_the_same_kernels(notebook_code, tmp_path):
         build_variant("dropout_0.2", initial, "0" * 64, 1e-3)
 
 
-def test_bad_seeds_parameter_stops_with_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setenv("FMNIST_QUICK", "1")
-    with pytest.raises(pm.PapermillExecutionError, match="seeds must be a positive count"):
-        execute(tmp_path, seeds=0)
+def test_bad_seeds_parameter_stops_with_clear_error():
+    with pytest.raises(ValueError, match="seeds must be a positive count"):
+        resolve_notebook_parameters(NOTEBOOK, seeds=0)
 
 
 # ---------------------------------------------------------------- fmnist_helpers.regularization
@@ -164,10 +152,3 @@ def test_count_or_seeds(value, first, seeds):
 def test_count_or_seeds_rejects(value):
     with pytest.raises(ValueError, match="seeds"):
         regularization.count_or_seeds("seeds", value)
-
-
-def test_changed_params():
-    record = {"params": {"l2": 0.001, "dropout": 0.2, "hidden": [256, 128], "test_size": None}}
-    assert regularization.changed_params(None, {"l2": 1}) == []
-    assert regularization.changed_params(record, {"l2": 1e-3, "hidden": (256, 128), "test_size": None}) == []
-    assert regularization.changed_params(record, {"l2": 1e-4, "dropout": 0.2, "patience": 5}) == ["l2", "patience"]

@@ -11,11 +11,10 @@ import json
 
 import keras
 import numpy as np
-import papermill as pm
 import pytest
+from notebook_support import execute_notebook, resolve_notebook_parameters
 
 import fmnist_helpers as fh
-from fmnist_helpers import paths
 from fmnist_helpers.training import model_path, save_model_atomically
 
 FIGURES = ("confusion_matrices", "per_class_accuracy", "confused_pair_examples", "confident_mistakes",
@@ -46,8 +45,7 @@ def run(tmp_path_factory):
         mp.setenv("FMNIST_OUTPUT_DIR", str(out))
         mp.setenv("FMNIST_QUICK", "1")
         save_fake_cnn()
-        nb = pm.execute_notebook(str(paths.NOTEBOOKS_DIR / "06_error_analysis.ipynb"), str(work / "06.out.ipynb"),
-                                 kernel_name="python3", progress_bar=False, cwd=str(work))
+        nb = execute_notebook("06_error_analysis", work)
     text = "\n".join(o.get("text", "") + json.dumps(o.get("data", {})) for c in nb.cells if c.cell_type == "code"
                      for o in c.get("outputs", []))
     return out / "quick", nb, text
@@ -99,8 +97,6 @@ def test_stand_in_beats_chance(run):
     assert accuracy > 0.3  # ten classes: chance is 0.1
 
 
-def test_bad_parameter_stops_with_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setenv("FMNIST_QUICK", "1")
-    with pytest.raises(pm.PapermillExecutionError, match="n_bins must be a positive integer, got 0"):
-        pm.execute_notebook(str(paths.NOTEBOOKS_DIR / "06_error_analysis.ipynb"), str(tmp_path / "out.ipynb"),
-                            parameters={"n_bins": 0}, kernel_name="python3", progress_bar=False, cwd=str(tmp_path))
+def test_bad_parameter_stops_with_clear_error():
+    with pytest.raises(ValueError, match="n_bins must be a positive integer, got 0"):
+        resolve_notebook_parameters("06_error_analysis", n_bins=0)

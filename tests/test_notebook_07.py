@@ -14,8 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-import papermill as pm
 import pytest
+from notebook_support import execute_notebook, quick_run as run_quick, resolve_notebook_parameters
 
 from fmnist_helpers import paths
 
@@ -25,8 +25,7 @@ SESSION = re.compile(r"(\d+) new trial\(s\) in this session, (\d+) reloaded; (\d
 
 
 def execute(cwd: Path, **parameters):
-    return pm.execute_notebook(str(paths.NOTEBOOKS_DIR / f"{NOTEBOOK}.ipynb"), str(cwd / f"{NOTEBOOK}.out.ipynb"),
-                               parameters=parameters, kernel_name="python3", progress_bar=False, cwd=str(cwd))
+    return execute_notebook(NOTEBOOK, cwd, **parameters)
 
 
 def printed(nb) -> str:
@@ -60,12 +59,7 @@ def quick(monkeypatch):
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     """One quick run with the quick profile's budget (two trials of one epoch); returns (outputs, notebook)."""
-    out = tmp_path_factory.mktemp("nb07_outputs")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FMNIST_QUICK", "1")
-        patch.setenv("FMNIST_OUTPUT_DIR", str(out))
-        nb = execute(tmp_path_factory.mktemp("nb07_cwd"))
-    return out, nb
+    return run_quick(tmp_path_factory, NOTEBOOK)
 
 
 def test_quick_run_searches_two_trials_and_records_both_models(quick_run):
@@ -142,9 +136,9 @@ def test_killed_search_resumes(tmp_path, isolated_outputs):
     ({"optimizers": "adam,adagrad"}, "optimizers: unknown 'adagrad'; valid names are adam, sgd, rmsprop"),
     ({"batch_sizes": "64,0"}, r"batch_sizes\[1\] must be a positive integer, got 0"),
 ])
-def test_bad_search_space_fails_clearly(tmp_path, parameters, message):
-    with pytest.raises(pm.PapermillExecutionError, match=message):
-        execute(tmp_path, **parameters)
+def test_bad_search_space_fails_clearly(parameters, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_notebook_parameters(NOTEBOOK, **parameters)
 
 
 # ---------------------------------------------------------------- distributed mode (slow, optional)

@@ -6,15 +6,9 @@ import subprocess
 
 import papermill as pm
 import pytest
+from notebook_support import execute_notebook as execute
 
 from fmnist_helpers import paths
-
-
-def execute(notebook: str, tmp_path, **parameters):
-    output = tmp_path / f"{notebook}.out.ipynb"
-    return pm.execute_notebook(str(paths.NOTEBOOKS_DIR / f"{notebook}.ipynb"), str(output),
-                               parameters=parameters, kernel_name="python3", progress_bar=False,
-                               cwd=str(tmp_path))
 
 
 @pytest.fixture(autouse=True)
@@ -31,6 +25,8 @@ def test_01_writes_every_figure(tmp_path, isolated_outputs):
 
 
 def test_bad_parameter_stops_with_clear_error(tmp_path):
+    """End to end, once: papermill stops at the resolution cell and shows the message (the other notebooks'
+    bad-parameter tests run only their parameter cells, in-process)."""
     with pytest.raises(pm.PapermillExecutionError, match="validation_size must be a positive integer, got -3"):
         execute("01_data_exploration", tmp_path, validation_size=-3)
 

@@ -165,14 +165,6 @@ def test_initial_weights_errors(tmp_path):
         training.save_weights_atomically(tiny_model(), tmp_path / "w.h5")
 
 
-def test_changed_settings():
-    record = {"params": {"learning_rate": 0.001, "epochs": 3, "schedule": "constant"}, "train_size": 1000}
-    assert optimizers.changed_settings(None, {"epochs": 3}) == []
-    assert optimizers.changed_settings(record, {"learning_rate": 0.001, "epochs": 3}, 1000) == []
-    assert optimizers.changed_settings(record, {"learning_rate": 0.003, "epochs": 3}, 1000) == ["learning_rate"]
-    assert optimizers.changed_settings(record, {"epochs": 3, "role": "final"}, 2000) == ["role", "train_size"]
-
-
 # ---------------------------------------------------------------- targets and per-run metrics
 HISTORY = {"val_accuracy": [0.5, 0.7, 0.65, 0.9], "epoch_time_s": [3.0, 1.0, 1.0, 2.0], "loss": [1.0, 0.7, 0.6, 0.5]}
 

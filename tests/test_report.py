@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from fmnist_helpers import paths, reference, report
@@ -49,7 +50,9 @@ def workbook(tmp_path, monkeypatch):
     results.mkdir()
     notebooks.mkdir()
     for stem in ("02_mlp_baselines", "03_cnn"):
-        (notebooks / f"{stem}.ipynb").write_text("{}")
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(
+            f"# {stem[:2]} · A notebook\n\nIntro.\n\nRuntime: an old guess.\nA note that stays.\n\nMore.")])
+        nbformat.write(nb, notebooks / f"{stem}.ipynb")
     monkeypatch.setattr(paths, "README_PATH", readme)
     monkeypatch.setattr(paths, "RESULTS_DIR", results)
     monkeypatch.setattr(paths, "NOTEBOOKS_DIR", notebooks)
@@ -124,6 +127,15 @@ def test_runtimes_machine_and_benchmark_are_quoted(workbook):
     assert "| 20 s wall, 30 s CPU ¹ | 10.0 min wall, 18.3 min CPU | not yet run |" in row
     assert "| [02_mlp_baselines](notebooks/02_mlp_baselines.ipynb) | not yet run |" in text
     assert "Test CPU 9000, 2 cores" in text and "Bench CPU, 4 cores, bf16" in text and "1,234" in text
+    first = nbformat.read(paths.NOTEBOOKS_DIR / "03_cnn.ipynb", as_version=4).cells[0].source
+    assert ("\n\nRuntime: default profile 10.0 min · quick mode 20 s · full profile not yet run, measured on a "
+            "2-core CPU") in first and "an old guess" not in first and "\nA note that stays.\n\nMore." in first
+    untouched = nbformat.read(paths.NOTEBOOKS_DIR / "02_mlp_baselines.ipynb", as_version=4).cells[0].source
+    assert "Runtime: default profile not yet run · quick mode not yet run · full profile not yet run" in untouched
+    assert report.main(["--check"]) == 0
+    path = paths.NOTEBOOKS_DIR / "03_cnn.ipynb"
+    path.write_text(path.read_text().replace("default profile 10.0 min", "default profile 5 min"))
+    assert report.main(["--check"]) == 1  # a hand-edited runtime line is caught
 
 
 def test_check_reports_an_outdated_readme(workbook):

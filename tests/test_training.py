@@ -1,7 +1,6 @@
 """train_and_record: records, .keras round trip, reuse of finished runs, resume after interruption, determinism."""
 from __future__ import annotations
 
-import json
 
 import keras
 import numpy as np
@@ -86,3 +85,23 @@ def test_flip_tta_is_decided_on_validation(cfg, small_data):
     mirrored = training.predict(trained.model, small_data.x_test[:5, :, ::-1])
     both = training.predict(trained.model, small_data.x_test[:5], flip_tta=True)
     np.testing.assert_allclose(both, (training.predict(trained.model, small_data.x_test[:5]) + mirrored) / 2)
+
+
+def test_changed_settings_compares_as_stored():
+    record = {"params": {"epochs": 10, "l2": None, "hidden": [256, 128]}, "train_size": 55000}
+    assert training.changed_settings(None, {"epochs": 5}, 100) == []
+    assert training.changed_settings(record, {"epochs": 10, "l2": None, "hidden": (256, 128)}, 55000) == []
+    assert training.changed_settings(record, {"epochs": 5, "l2": 0.001, "patience": 3}, 1000) == [
+        "epochs", "l2", "patience", "train_size"]
+
+
+def test_finished_run_with_other_settings_is_trained_again(cfg, small_data, capsys):
+    first = training.train_and_record(cfg, "resettle", build_mlp, small_data, epochs=1, batch_size=64,
+                                      params={"dropout": 0.2})
+    again = training.train_and_record(cfg, "resettle", build_mlp, small_data, epochs=1, batch_size=64,
+                                      params={"dropout": 0.2})
+    assert again.record == first.record  # same settings: reused
+    other = training.train_and_record(cfg, "resettle", build_mlp, small_data, epochs=2, batch_size=64,
+                                      params={"dropout": 0.2})
+    assert "recorded with other settings (epochs); training again" in capsys.readouterr().out
+    assert other.record["epochs_run"] == 2 and other.record["params"]["epochs"] == 2
