@@ -12,7 +12,7 @@ run: setup  ## execute the notebooks with papermill into runs/$(PROFILE)/ and wr
 	$(VENV)/bin/python -m fmnist_helpers.run --profile $(PROFILE) $(NOTEBOOKS)
 
 test: setup  ## unit tests, notebook tests and nbval over every notebook, in quick mode
-	$(VENV)/bin/python -m pytest tests notebooks --nbval --nbval-current-env -p no:cacheprovider
+	$(VENV)/bin/python -m pytest tests notebooks --nbval --nbval-current-env -p no:cacheprovider -n 2 --dist loadscope
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/

@@ -88,26 +88,23 @@ def test_quick_run_searches_two_trials_and_records_both_models(quick_run):
     assert "no verdict: the untuned baseline has one seed" in text  # quick mode trains one baseline seed
 
 
-def test_larger_budget_runs_only_the_new_trial(quick_run, tmp_path, monkeypatch):
+def test_larger_budget_killed_mid_search_resumes_without_rerunning_trials(quick_run, tmp_path, monkeypatch):
+    """From the quick run's finished search (2 trials), raise the budget to 5, kill papermill and its kernel
+    after the third trial, then run again: the finished trials are reloaded, never run again."""
     out = tmp_path / "outputs"
     shutil.copytree(quick_run[0], out)
     monkeypatch.setenv("FMNIST_OUTPUT_DIR", str(out))
-    before = {p.relative_to(out): p.stat().st_mtime_ns for p in trial_files(out / "quick")}
-    nb = execute(tmp_path, max_trials=3)
-    assert session(nb) == (1, 2, 3, 3)
-    after = {p.relative_to(out): p.stat().st_mtime_ns for p in trial_files(out / "quick")}
-    assert len(after) == 3 and {k: after[k] for k in before} == before, "finished trials must not run again"
-
-
-def test_killed_search_resumes(tmp_path, isolated_outputs):
+    quick = out / "quick"
+    before = {p.relative_to(out): p.stat().st_mtime_ns for p in trial_files(quick)}
+    recorded = {name: r["finished_at"] for name, r in records(quick).items()}
     command = [sys.executable, "-m", "papermill", str(paths.NOTEBOOKS_DIR / f"{NOTEBOOK}.ipynb"),
-               str(tmp_path / "killed.ipynb"), "-p", "max_trials", "3", "-p", "epochs_per_trial", "2"]
+               str(tmp_path / "killed.ipynb"), "-p", "max_trials", "5"]
     process = subprocess.Popen(command, cwd=tmp_path, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def completed() -> int:
         count = 0
-        for path in trial_files(isolated_outputs / "quick"):
+        for path in trial_files(quick):
             try:
                 count += json.loads(path.read_text())["status"] == "COMPLETED"
             except (OSError, ValueError, KeyError):
@@ -115,18 +112,18 @@ def test_killed_search_resumes(tmp_path, isolated_outputs):
         return count
 
     deadline = time.time() + 300
-    while time.time() < deadline and completed() < 1 and process.poll() is None:
-        time.sleep(0.2)
+    while time.time() < deadline and completed() < 3 and process.poll() is None:
+        time.sleep(0.1)
     os.killpg(process.pid, signal.SIGKILL)  # papermill and its kernel, in the middle of the search
     process.wait()
     done_before = completed()
-    assert 1 <= done_before < 3, "kill the search after its first trial and before its last"
-    assert not records(isolated_outputs / "quick"), "nothing is recorded before the search finishes"
-    nb = execute(tmp_path, max_trials=3, epochs_per_trial=2)
-    new, reloaded, finished, budget = session(nb)
-    assert reloaded == done_before and new == 3 - done_before and finished == budget == 3
-    assert len(trial_files(isolated_outputs / "quick")) == 3
-    assert set(records(isolated_outputs / "quick")) == {"seed004_cnn__seed0.json", "seed004_cnn_untuned__seed0.json"}
+    assert 3 <= done_before < 5, "kill the search after its third trial and before its last"
+    assert {n: r["finished_at"] for n, r in records(quick).items()} == recorded, "nothing recorded mid-search"
+    nb = execute(tmp_path, max_trials=5)
+    assert session(nb) == (5 - done_before, done_before, 5, 5)
+    after = {p.relative_to(out): p.stat().st_mtime_ns for p in trial_files(quick)}
+    assert len(after) == 5 and {k: after[k] for k in before} == before, "finished trials must not run again"
+    assert set(records(quick)) == {"seed004_cnn__seed0.json", "seed004_cnn_untuned__seed0.json"}
 
 
 @pytest.mark.parametrize("parameters, message", [
