@@ -339,13 +339,24 @@ def runtime_table(inputs: Inputs) -> pd.DataFrame:
     bench = benchmark_notebook_runs(inputs.benchmark)
     notebooks = sorted(set(inputs.notebooks) | {nb for _, nb in inputs.notebook_runs} | {nb for _, nb in bench}
                        | {r["notebook"] for r in inputs.records})
-    rows = []
+    rows, totals = [], {profile: {"wall_time_s": 0.0, "cpu_time_s": 0.0, "ok": True} for profile in PROFILES}
+    from_benchmark = {profile: False for profile in PROFILES}
     for notebook in notebooks:
         row = {"notebook": notebook_cell(notebook, inputs.notebooks)}
         for profile in PROFILES:
             recorded, benchmarked = inputs.notebook_runs.get((profile, notebook)), bench.get((profile, notebook))
-            row[profile] = _runtime_cell(recorded or benchmarked, recorded is None and benchmarked is not None)
+            run = recorded or benchmarked
+            row[profile] = _runtime_cell(run, recorded is None and benchmarked is not None)
+            if run is None or not run.get("ok", True):
+                totals[profile] = None
+            elif totals[profile] is not None:
+                for key in ("wall_time_s", "cpu_time_s"):
+                    totals[profile][key] += run.get(key) or 0.0
+                from_benchmark[profile] |= recorded is None
         rows.append(row)
+    rows.append({"notebook": "**whole workbook**",
+                 **{profile: _runtime_cell(total, from_benchmark[profile]) if total else
+                    f"{NOT_YET_RUN} (every notebook needed)" for profile, total in totals.items()}})
     return pd.DataFrame(rows, columns=["notebook", *PROFILES])
 
 

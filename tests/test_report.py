@@ -127,6 +127,7 @@ def test_runtimes_machine_and_benchmark_are_quoted(workbook):
     assert "| 20 s wall, 30 s CPU ¹ | 10.0 min wall, 18.3 min CPU | not yet run |" in row
     assert "| [02_mlp_baselines](notebooks/02_mlp_baselines.ipynb) | not yet run |" in text
     assert "Test CPU 9000, 2 cores" in text and "Bench CPU, 4 cores, bf16" in text and "1,234" in text
+    assert "| **whole workbook** | not yet run (every notebook needed) | not yet run (every notebook needed) |" in text
     first = nbformat.read(paths.NOTEBOOKS_DIR / "03_cnn.ipynb", as_version=4).cells[0].source
     assert ("\n\nRuntime: default profile 10.0 min · quick mode 20 s · full profile not yet run, measured on a "
             "2-core CPU") in first and "an old guess" not in first and "\nA note that stays.\n\nMore." in first
@@ -136,6 +137,11 @@ def test_runtimes_machine_and_benchmark_are_quoted(workbook):
     path = paths.NOTEBOOKS_DIR / "03_cnn.ipynb"
     path.write_text(path.read_text().replace("default profile 10.0 min", "default profile 5 min"))
     assert report.main(["--check"]) == 1  # a hand-edited runtime line is caught
+    (runs / "02_mlp_baselines.json").write_text(json.dumps({"notebook": "02_mlp_baselines", "profile": "default",
+                                                            "ok": True, "wall_time_s": 60.0, "cpu_time_s": 100.0}))
+    report.main(["--no-figures"])
+    text = generated(paths.README_PATH.read_text())
+    assert "| 11.0 min wall, 20.0 min CPU | not yet run (every notebook needed) |" in text  # the default total
 
 
 def test_check_reports_an_outdated_readme(workbook):
