@@ -18,17 +18,20 @@ _FIGURE_NAME = re.compile(r"^\d\d_[a-z0-9_]+$")
 # One colour per model family, the same in every notebook.
 MODEL_COLORS = {
     "logistic_regression": "#7f7f7f", "random_forest": "#bcbd22", "svm_rbf": "#17becf", "human": "#000000",
-    "seed001_tyler": "#ff9896", "seed001_jackson": "#d62728", "seed001_jackson_l2": "#8c1c13",
-    "seed002_mlp": "#ff7f0e", "workbook_mlp": "#9467bd",
-    "seed000_cnn": "#1f77b4", "seed003_cnn": "#2ca02c", "workbook_cnn": "#e377c2",
+    "seed001_tyler": "#ff9896", "seed001_tyler_l2": "#c5585a", "seed001_jackson": "#d62728",
+    "seed001_jackson_l2": "#8c1c13", "seed002_mlp": "#ff7f0e", "workbook_mlp": "#9467bd",
+    "seed000_cnn": "#1f77b4", "seed003_cnn": "#2ca02c", "seed004_cnn": "#8c564b", "seed004_cnn_untuned": "#c49c94",
+    "workbook_cnn": "#e377c2",
 }
 
 
 def color_for(model: str) -> str:
-    """A stable colour for ``model``: its family's colour, or a fixed pick from tab20 by name."""
-    for family, colour in MODEL_COLORS.items():
-        if model.startswith(family):
-            return colour
+    """A stable colour for ``model``: that of the longest name in ``MODEL_COLORS`` it starts with (so
+    ``seed001_jackson_l2`` keeps its own colour and ``workbook_mlp_float32`` gets ``workbook_mlp``'s), or a fixed
+    pick from tab20 by name."""
+    families = [family for family in MODEL_COLORS if model.startswith(family)]
+    if families:
+        return MODEL_COLORS[max(families, key=len)]
     palette = plt.get_cmap("tab20").colors
     return "#%02x%02x%02x" % tuple(int(255 * c) for c in palette[zlib.crc32(model.encode()) % len(palette)])
 

@@ -46,3 +46,12 @@ def test_plots_build_with_class_names():
     assert len(ax.lines) == 2 and ax.lines[0].get_color() == fh.color_for("workbook_cnn")
     assert fh.color_for("something_new") == fh.color_for("something_new")
     plt.close("all")
+
+
+def test_color_for_uses_the_longest_matching_name():
+    from fmnist_helpers.plotting import MODEL_COLORS
+
+    assert fh.color_for("seed001_jackson_l2") == MODEL_COLORS["seed001_jackson_l2"] != MODEL_COLORS["seed001_jackson"]
+    assert fh.color_for("seed004_cnn_untuned") != fh.color_for("seed004_cnn")
+    assert fh.color_for("workbook_mlp_float32") == MODEL_COLORS["workbook_mlp"]
+    assert len(set(MODEL_COLORS.values())) == len(MODEL_COLORS), "every model its own colour"
