@@ -13,8 +13,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from fmnist_helpers.config import RunConfig, Validator, fraction, list_of, positive_float, positive_int
-from fmnist_helpers.data import NUM_CLASSES, FashionMNIST, stratified_indices
-from fmnist_helpers.results import load_record, record_result
+from fmnist_helpers.data import NUM_CLASSES, FashionMNIST, stratified_subset
+from fmnist_helpers.results import load_record, record_result, train_seconds
 from fmnist_helpers.training import changed_settings
 
 # Reported accuracies: reference constants quoted from their sources, never our results.
@@ -46,37 +46,6 @@ fraction_list = list_of(fraction, "numbers in [0, 1)")  # e.g. dropout rates
 positive_int_list = list_of(positive_int, "positive integers")  # e.g. batch sizes
 
 
-def optional_subset_of(options: Iterable[str]) -> Validator:
-    """Like ``fh.subset_of`` but also accepts ``"none"`` (or an empty list) for "skip all of them"."""
-    options = tuple(options)
-
-    def check(name: str, value: Any) -> list[str]:
-        if value == [] or (isinstance(value, str) and value.strip().lower() == "none"):
-            return []
-        if isinstance(value, str):
-            value = list(options) if value.strip() == "all" else [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{name} must be a list (or comma-separated string) from {', '.join(options)}, "
-                             f"or 'none'; got {value!r}")
-        unknown = [v for v in value if v not in options]
-        if unknown:
-            raise ValueError(f"{name}: unknown {', '.join(map(repr, unknown))}; valid names are "
-                             f"{', '.join(options)} (or 'none')")
-        return list(dict.fromkeys(value))
-    return check
-
-
-# ---------------------------------------------------------------- data subsets
-def stratified_subset(data: FashionMNIST, train_size: int | None, seed: int) -> FashionMNIST:
-    """The same split with only ``train_size`` training images (stratified, seeded); validation and test unchanged."""
-    if train_size is None or train_size >= len(data.y_train):
-        return data
-    keep = stratified_indices(data.y_train, int(train_size), seed)
-    return FashionMNIST(data.x_train[keep], data.y_train[keep], data.x_val, data.y_val, data.x_test, data.y_test,
-                        data.source)
-
-
-# ---------------------------------------------------------------- scikit-learn baselines
 def _estimator_settings(estimator) -> dict[str, Any]:
     return {k: v for k, v in estimator.get_params().items() if isinstance(v, (int, float, str, bool, type(None)))}
 
@@ -172,7 +141,7 @@ def comparison_table(records: list[dict], models: Iterable[str]):
             "validation accuracy": np.mean([r["metrics"].get("final_val_accuracy", np.nan) for r in runs]),
             "reported": reported, "difference (points)": None if reported is None else 100 * (accuracy.mean() - reported),
             "training images": runs[0].get("train_size"), "epochs": runs[0].get("epochs_run"),
-            "parameters": runs[0].get("params_count"), "training time (s)": np.mean([r["wall_time_s"] for r in runs]),
+            "parameters": runs[0].get("params_count"), "training time (s)": np.mean([train_seconds(r) for r in runs]),
         })
     return pd.DataFrame(rows).set_index("model") if rows else pd.DataFrame()
 

@@ -125,6 +125,29 @@ def list_of(validator: Validator, what: str) -> Validator:
     return check
 
 
+def optional_subset_of(options: Iterable[str]) -> Validator:
+    """Like ``fh.subset_of`` but also accepts ``"none"`` (or an empty list) for "skip all of them"."""
+    options = tuple(options)
+
+    def check(name: str, value: Any) -> list[str]:
+        if value == [] or (isinstance(value, str) and value.strip().lower() == "none"):
+            return []
+        if isinstance(value, str):
+            value = list(options) if value.strip() == "all" else [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{name} must be a list (or comma-separated string) from {', '.join(options)}, "
+                             f"or 'none'; got {value!r}")
+        unknown = [v for v in value if v not in options]
+        if unknown:
+            raise ValueError(f"{name}: unknown {', '.join(map(repr, unknown))}; valid names are "
+                             f"{', '.join(options)} (or 'none')")
+        return list(dict.fromkeys(value))
+    return check
+
+
+# ---------------------------------------------------------------- data subsets
+
+
 int_list = list_of(non_negative_int, "integers >= 0")
 int_list.__doc__ = "Accept a non-empty list of integers >= 0 (or a comma-separated string), such as seeds."
 

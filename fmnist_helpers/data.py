@@ -327,6 +327,17 @@ def load_fashion_mnist(
     return FashionMNIST(scale(x_all[train_idx]), y_all[train_idx], scale(x_all[val_idx]), y_all[val_idx],
                         scale(x_test), y_test.copy(), source)
 
+def stratified_subset(data: FashionMNIST, train_size: int | None, seed: int) -> FashionMNIST:
+    """The same split with only ``train_size`` training images (stratified, seeded); validation and test unchanged."""
+    if train_size is None or train_size >= len(data.y_train):
+        return data
+    keep = stratified_indices(data.y_train, int(train_size), seed)
+    return FashionMNIST(data.x_train[keep], data.y_train[keep], data.x_val, data.y_val, data.x_test, data.y_test,
+                        data.source)
+
+
+# ---------------------------------------------------------------- scikit-learn baselines
+
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: check that the data is present and verified, or download it."""

@@ -30,7 +30,7 @@ import pandas as pd
 from fmnist_helpers import paths, reference
 from fmnist_helpers.config import PROFILES
 from fmnist_helpers.data import atomic_write
-from fmnist_helpers.results import load_records
+from fmnist_helpers.results import load_records, train_seconds
 
 BEGIN_MARKER = "<!-- BEGIN GENERATED: results -->"
 END_MARKER = "<!-- END GENERATED: results -->"
@@ -108,33 +108,32 @@ def _epochs(record: dict) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
 
 
-def train_seconds(record: dict) -> float:
-    """Training time over all sessions: the per-epoch times in the history if complete, else ``wall_time_s``.
-
-    ``wall_time_s`` covers only the last session of a run that was interrupted and resumed.
-    """
-    epoch_times = record.get("history", {}).get("epoch_time_s") or []
-    if epoch_times and len(epoch_times) == record.get("epochs_run"):
-        return float(sum(epoch_times))
-    return float(record["wall_time_s"])
+def validation_accuracy(record: dict) -> float:
+    """Validation accuracy of the model that was tested (with flip TTA if it was used), NaN if not recorded."""
+    metrics = record["metrics"]
+    key = "val_accuracy_flip_tta" if metrics.get("flip_tta_used") else "final_val_accuracy"
+    value = metrics.get(key, math.nan)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
 
 
 def records_table(records: list[dict]) -> pd.DataFrame:
     """One row per record with the fields the report needs."""
-    columns = ["notebook", "model", "profile", "seed", "test_accuracy", "wall_time_s", "epochs", "command",
-               "family"]
+    columns = ["notebook", "model", "profile", "seed", "test_accuracy", "val_accuracy", "wall_time_s", "epochs",
+               "command", "family"]
     rows = [{
         "notebook": r["notebook"], "model": r["model"], "profile": r["profile"], "seed": r["seed"],
-        "test_accuracy": r["metrics"].get("test_accuracy", math.nan), "wall_time_s": train_seconds(r),
+        "test_accuracy": r["metrics"].get("test_accuracy", math.nan), "val_accuracy": validation_accuracy(r),
+        "wall_time_s": train_seconds(r),
         "epochs": _epochs(r), "command": r["command"], "family": model_family(r["model"], r.get("family")),
     } for r in records]
     return pd.DataFrame(rows, columns=columns)
 
 
 def summarize_models(records: list[dict]) -> pd.DataFrame:
-    """Per (notebook, model, profile): accuracy mean/std/n over seeds, epochs range, mean wall time, commands."""
+    """Per (notebook, model, profile): test accuracy mean/std/n over seeds, mean validation accuracy, epochs range,
+    mean wall time, commands."""
     frame = records_table(records)
-    columns = ["notebook", "model", "profile", "family", "mean", "std", "n", "epochs_min", "epochs_max",
+    columns = ["notebook", "model", "profile", "family", "mean", "std", "n", "val_mean", "epochs_min", "epochs_max",
                "minutes", "commands"]
     frame = frame.dropna(subset=["test_accuracy"])
     if frame.empty:
@@ -143,6 +142,7 @@ def summarize_models(records: list[dict]) -> pd.DataFrame:
         ["notebook", "model", "profile"], sort=True)
     out = grouped["test_accuracy"].agg(["mean", "std", "count"]).rename(columns={"count": "n"})
     out["family"] = grouped["family"].first()
+    out["val_mean"] = grouped["val_accuracy"].mean()
     out["epochs_min"], out["epochs_max"] = grouped["epochs"].min(), grouped["epochs"].max()
     out["minutes"] = grouped["wall_time_s"].mean() / 60
     out["commands"] = grouped["command"].agg(lambda c: list(dict.fromkeys(c)))
@@ -280,8 +280,20 @@ def seed_table(best: pd.DataFrame, notebooks: Iterable[str] = ()) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
+def best_of_family(members: pd.DataFrame) -> pd.Series:
+    """The family's best model, chosen on validation accuracy so that the test set stays unused for selection.
+
+    Members without a validation score (the scikit-learn baselines) are ranked by test accuracy, but only when
+    no member of the family has one.
+    """
+    key = "val_mean" if members["val_mean"].notna().any() else "mean"
+    ranked = members.dropna(subset=[key]) if key == "val_mean" else members
+    return ranked.sort_values([key, "model"], ascending=[False, True]).iloc[0]
+
+
 def family_table(best: pd.DataFrame, notebooks: Iterable[str] = ()) -> pd.DataFrame:
-    """The best model of each family against the paper's best baseline and human performance."""
+    """The best model of each family (chosen on validation accuracy) against the paper's best baseline and human
+    performance."""
     top = max(reference.PAPER_BASELINES, key=lambda b: b.test_accuracy)
     top_label, human = f"Δ vs paper's best ({top.name.split('(')[0]}, {percent(top.test_accuracy)})", reference.HUMAN
     human_label = f"Δ vs human ({percent(human.test_accuracy)})"
@@ -292,7 +304,7 @@ def family_table(best: pd.DataFrame, notebooks: Iterable[str] = ()) -> pd.DataFr
             rows.append({"family": family, "best model": NOT_YET_RUN, "notebook": DASH, "test accuracy": DASH,
                          "profile": DASH, top_label: DASH, human_label: DASH})
             continue
-        hit = members.sort_values(["mean", "model"], ascending=[False, True]).iloc[0]
+        hit = best_of_family(members)
         rows.append({"family": family, "best model": code(hit["model"]),
                      "notebook": notebook_cell(hit["notebook"], notebooks),
                      "test accuracy": accuracy_cell(hit["mean"], hit["std"], hit["n"]),
@@ -404,7 +416,9 @@ def render_results(inputs: Inputs) -> str:
         "number; we rebuild the model and measure it on the official test set. Full-profile numbers where they "
         "exist, else the default profile (labelled). Mean ± standard deviation over seeds; train time is the mean "
         "wall-clock training time per seed on the CPU above.\n\n" + markdown_table(seed_table(best, inputs.notebooks)),
-        "### Best model per family\n\n" + markdown_table(family_table(best, inputs.notebooks)) + "\n\n"
+        "### Best model per family\n\nThe best model of each family is the one with the highest validation "
+        "accuracy (the classical baselines, which record none, by test accuracy); its test accuracy is then "
+        "read once.\n\n" + markdown_table(family_table(best, inputs.notebooks)) + "\n\n"
         f"References ({reference.PAPER}; {reference.HUMAN.source}):\n\n" + markdown_table(references_table(best)),
     ]
     if not best.empty:

@@ -133,13 +133,26 @@ def load_records(root: Path | None = None, profile: str | None = None, notebook:
     return records
 
 
+def train_seconds(record: dict) -> float:
+    """Training time over all sessions: the per-epoch times in the history if complete, else ``wall_time_s``.
+
+    ``wall_time_s`` covers only the last session of a run that was interrupted and resumed.
+    """
+    epoch_times = record.get("history", {}).get("epoch_time_s") or []
+    if epoch_times and len(epoch_times) == record.get("epochs_run"):
+        return float(sum(epoch_times))
+    return float(record["wall_time_s"])
+
+
 def records_frame(records: list[dict]):
-    """A pandas DataFrame with one row per record: notebook, model, seed, profile, metrics, wall time."""
+    """A pandas DataFrame with one row per record: notebook, model, seed, profile, metrics, wall time and the
+    training time over all sessions (``train_time_s``)."""
     import pandas as pd
 
     rows = []
     for record in records:
         row = {k: record[k] for k in ("notebook", "model", "profile", "seed", "wall_time_s", "command")}
+        row["train_time_s"] = train_seconds(record)
         row.update(record["metrics"])
         for key in ("params_count", "epochs_run", "images_per_s"):
             if key in record:

@@ -88,7 +88,7 @@ def test_list_validators_accept_lists_and_strings_and_reject_bad_items():
 
 
 def test_optional_subset_of():
-    check = baselines.optional_subset_of(["a", "b"])
+    check = fh.optional_subset_of(["a", "b"])
     assert check("x", "none") == [] and check("x", []) == []
     assert check("x", "all") == ["a", "b"] and check("x", "b,a,b") == ["b", "a"]
     with pytest.raises(ValueError, match="x: unknown 'c'; valid names are a, b"):
@@ -113,9 +113,9 @@ def test_stratified_subset_and_threaded_predict():
     from sklearn.neighbors import KNeighborsClassifier
 
     data = fh.load_fashion_mnist(train_size=2000, test_size=500, validation_size=500, seed=0)
-    subset = baselines.stratified_subset(data, 300, seed=1)
+    subset = fh.stratified_subset(data, 300, seed=1)
     assert len(subset.y_train) == 300 and np.all(np.bincount(subset.y_train, minlength=10) == 30)
-    assert subset.x_test is data.x_test and baselines.stratified_subset(data, None, 0) is data
+    assert subset.x_test is data.x_test and fh.stratified_subset(data, None, 0) is data
     model = KNeighborsClassifier(3).fit(subset.x_train.reshape(300, -1), subset.y_train)
     flat = data.x_test.reshape(len(data.x_test), -1)
     np.testing.assert_array_equal(baselines.predict_in_threads(model, flat), model.predict(flat))

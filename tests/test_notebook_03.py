@@ -38,9 +38,14 @@ def quick_run(tmp_path_factory):
 
 def test_quick_run_records_every_model(quick_run):
     found = records(quick_run)
-    assert set(found) == {f"{m}__seed0.json" for m in ("seed000_cnn", "seed003_cnn", "workbook_cnn")}
+    ablations = ("workbook_cnn_short_recipe", "workbook_cnn_short_bn_momentum_0.99")  # the quick profile's one variant
+    assert set(found) == {f"{m}__seed0.json" for m in ("seed000_cnn", "seed003_cnn", "workbook_cnn", *ablations)}
+    recipe, variant = (found[f"{m}__seed0.json"] for m in ablations)
+    assert recipe["params"]["ablation"] == "recipe" and variant["params"]["bn_momentum"] == 0.99
+    assert recipe["train_size"] == variant["train_size"] == 1000 and recipe["metrics"] != variant["metrics"]
     for record in found.values():
-        assert record["epochs_run"] == 1 and record["metrics"]["test_accuracy"] > 0.1 and record["images_per_s"] > 0
+        learned = record["model"] in ablations or record["metrics"]["test_accuracy"] > 0.1  # 8 steps may not learn
+        assert record["epochs_run"] == 1 and learned and record["images_per_s"] > 0
         assert record["command"].startswith("FMNIST_QUICK=1 papermill notebooks/03_cnn.ipynb")
         assert (quick_run / "quick" / "models" / f"03_cnn__{record['model']}__seed0.keras").is_file()
     assert (quick_run / "quick" / "figures" / "03_accuracy_vs_cost.png").is_file()
@@ -77,6 +82,7 @@ def test_interrupted_run_resumes(tmp_path, isolated_outputs):
     ("epochs", -3, "epochs must be a positive integer, got -3"),
     ("models", "resnet", "unknown 'resnet'; valid names are seed000_cnn, seed003_cnn, workbook_cnn"),
     ("learning_rate", 0, "learning_rate must be a positive number"),
+    ("ablations", "no_bn", "ablations: unknown 'no_bn'; valid names are bn_momentum_0.99, no_flip, constant_lr, float32"),
 ])
 def test_bad_parameters_fail_clearly(name, value, message):
     with pytest.raises(ValueError, match=message):
