@@ -12,7 +12,7 @@ import keras
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from fmnist_helpers.config import RunConfig, Validator, fraction, list_of, positive_float, positive_int
+from fmnist_helpers.config import RunConfig, fraction, list_of, positive_float, positive_int
 from fmnist_helpers.data import NUM_CLASSES, FashionMNIST, stratified_subset
 from fmnist_helpers.results import load_record, record_result, train_seconds
 from fmnist_helpers.training import changed_settings
