@@ -39,15 +39,18 @@ def quick_run(tmp_path_factory):
 def test_quick_run_records_every_model(quick_run):
     found = records(quick_run)
     ablations = ("workbook_cnn_short_recipe", "workbook_cnn_short_bn_momentum_0.99")  # the quick profile's one variant
-    assert set(found) == {f"{m}__seed0.json" for m in ("seed000_cnn", "seed003_cnn", "workbook_cnn", *ablations)}
+    assert set(found) == {f"{m}__seed0.json" for m in ("seed000_cnn", "seed003_cnn", "workbook_cnn", *ablations)} | {
+        "workbook_cnn_short_recipe_next_seed__seed1.json"}  # the recipe again with the next seed: the noise yardstick
     recipe, variant = (found[f"{m}__seed0.json"] for m in ablations)
+    other_seed = found["workbook_cnn_short_recipe_next_seed__seed1.json"]
     assert recipe["params"]["ablation"] == "recipe" and variant["params"]["bn_momentum"] == 0.99
-    assert recipe["train_size"] == variant["train_size"] == 1000 and recipe["metrics"] != variant["metrics"]
+    assert recipe["train_size"] == variant["train_size"] == other_seed["train_size"] == 1000
+    assert recipe["metrics"] != variant["metrics"] and recipe["history"]["loss"] != other_seed["history"]["loss"]
     for record in found.values():
-        learned = record["model"] in ablations or record["metrics"]["test_accuracy"] > 0.1  # 8 steps may not learn
+        learned = "_short_" in record["model"] or record["metrics"]["test_accuracy"] > 0.1  # 8 steps may not learn
         assert record["epochs_run"] == 1 and learned and record["images_per_s"] > 0
         assert record["command"].startswith("FMNIST_QUICK=1 papermill notebooks/03_cnn.ipynb")
-        assert (quick_run / "quick" / "models" / f"03_cnn__{record['model']}__seed0.keras").is_file()
+        assert (quick_run / "quick" / "models" / f"03_cnn__{record['model']}__seed{record['seed']}.keras").is_file()
     assert (quick_run / "quick" / "figures" / "03_accuracy_vs_cost.png").is_file()
 
 
