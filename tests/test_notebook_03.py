@@ -32,8 +32,9 @@ def records(output_dir):
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    """The output folder of one quick run of every model (the design's `-p epochs 1`)."""
-    return run_quick(tmp_path_factory, "03_cnn", epochs=1)[0]
+    """The output folder of one quick run of every model (the design's `-p epochs 1`), with the full profile's
+    augmentation for the workbook CNN (its ablation runs keep the flip-only default)."""
+    return run_quick(tmp_path_factory, "03_cnn", epochs=1, augment="flip_shift_erase")[0]
 
 
 def test_quick_run_records_every_model(quick_run):
@@ -44,6 +45,7 @@ def test_quick_run_records_every_model(quick_run):
     recipe, variant = (found[f"{m}__seed0.json"] for m in ablations)
     other_seed = found["workbook_cnn_short_recipe_next_seed__seed1.json"]
     assert recipe["params"]["ablation"] == "recipe" and variant["params"]["bn_momentum"] == 0.99
+    assert found["workbook_cnn__seed0.json"]["params"]["augment"] == "flip_shift_erase"
     assert recipe["train_size"] == variant["train_size"] == other_seed["train_size"] == 1000
     assert recipe["metrics"] != variant["metrics"] and recipe["history"]["loss"] != other_seed["history"]["loss"]
     for record in found.values():
@@ -85,6 +87,7 @@ def test_interrupted_run_resumes(tmp_path, isolated_outputs):
     ("epochs", -3, "epochs must be a positive integer, got -3"),
     ("models", "resnet", "unknown 'resnet'; valid names are seed000_cnn, seed003_cnn, workbook_cnn"),
     ("learning_rate", 0, "learning_rate must be a positive number"),
+    ("augment", "mixup", "augment must be one of 'flip', 'flip_shift_erase'; got 'mixup'"),
     ("ablations", "no_bn", "ablations: unknown 'no_bn'; valid names are bn_momentum_0.99, no_flip, constant_lr, float32"),
 ])
 def test_bad_parameters_fail_clearly(name, value, message):
