@@ -18,7 +18,8 @@ _HOME = {  # public name -> the submodule that defines it
     **dict.fromkeys(["CLASS_NAMES", "NUM_CLASSES", "DataError", "FashionMNIST", "load_fashion_mnist", "stratified_subset"], "data"),
     **dict.fromkeys(["color_for", "figure_path", "plot_confusion_matrix", "plot_history", "plot_image_grid",
                      "save_fig"], "plotting"),
-    **dict.fromkeys(["load_record", "load_records", "record_result", "records_frame", "summarize"], "results"),
+    **dict.fromkeys(["load_record", "load_records", "record_result", "records_frame", "summarize",
+                     "train_seconds"], "results"),
     **dict.fromkeys(["TrainedModel", "model_path", "train_and_record", "use_precision"], "training"),
 }
 __all__ = sorted([*_HOME, "paths"])
