@@ -233,7 +233,8 @@ def plot_sweep(sweep: pd.DataFrame, chosen: pd.DataFrame, metric: str = "best_va
 
 # ---------------------------------------------------------------- rankings that respect seed noise
 def combined_std(std_a: float, std_b: float) -> float:
-    """The std of a difference of two independent means over seeds: ``sqrt(std_a² + std_b²)``; NaN if unknown."""
+    """The spread of the difference between two single runs, ``sqrt(std_a² + std_b²)``, from each side's std over
+    seeds; NaN if unknown. As a bar for comparing means it is conservative: it does not shrink with more seeds."""
     return float(math.hypot(std_a, std_b)) if np.isfinite(std_a) and np.isfinite(std_b) else math.nan
 
 

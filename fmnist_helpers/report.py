@@ -103,6 +103,14 @@ def model_family(model: str, declared: str | None = None) -> str:
     return "other"
 
 
+def record_family(record: dict) -> str:
+    """The record's family; ``"ablation"`` for a variant trained to measure one design choice (its ``params`` name
+    the ablation), which is never a family's best model and is left out of the summary figure."""
+    if record.get("params", {}).get("ablation"):
+        return "ablation"
+    return model_family(record["model"], record.get("family"))
+
+
 def _epochs(record: dict) -> float:
     value = record.get("epochs_run", record.get("params", {}).get("epochs"))
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
@@ -124,7 +132,7 @@ def records_table(records: list[dict]) -> pd.DataFrame:
         "notebook": r["notebook"], "model": r["model"], "profile": r["profile"], "seed": r["seed"],
         "test_accuracy": r["metrics"].get("test_accuracy", math.nan), "val_accuracy": validation_accuracy(r),
         "wall_time_s": train_seconds(r),
-        "epochs": _epochs(r), "command": r["command"], "family": model_family(r["model"], r.get("family")),
+        "epochs": _epochs(r), "command": r["command"], "family": record_family(r),
     } for r in records]
     return pd.DataFrame(rows, columns=columns)
 
@@ -518,7 +526,7 @@ def accuracy_vs_time_figure(best: pd.DataFrame):
     fig = Figure(figsize=(8, 5))
     ax = fig.subplots()
     markers = {"classical": "s", "MLP": "o", "CNN": "^"}
-    for row in best.sort_values(["family", "model"]).itertuples():
+    for row in best[best["family"] != "ablation"].sort_values(["family", "model"]).itertuples():
         std = None if math.isnan(row.std) else 100 * row.std
         ax.errorbar(row.minutes, 100 * row.mean, yerr=std, fmt=markers.get(row.family, "D"), capsize=3,
                     color=color_for(row.model), label=f"{row.model} ({row.profile}, n={row.n})")

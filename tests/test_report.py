@@ -31,11 +31,12 @@ MACHINE = {"cpu": "Test CPU 9000", "cores": 2, "bf16": False}
 
 
 def write_record(root: Path, profile: str, notebook: str, model: str, seed: int, accuracy: float,
-                 wall_time_s: float = 120.0, epochs: int = 10, val_accuracy: float | None = None) -> None:
+                 wall_time_s: float = 120.0, epochs: int = 10, val_accuracy: float | None = None,
+                 ablation: str | None = None) -> None:
     """A minimal model record, laid out as results.record_result writes it."""
     metrics = {"test_accuracy": accuracy} if val_accuracy is None else {
         "test_accuracy": accuracy, "final_val_accuracy": val_accuracy, "flip_tta_used": False}
-    record = {"notebook": notebook, "model": model, "profile": profile, "seed": seed, "params": {"epochs": epochs},
+    record = {"notebook": notebook, "model": model, "profile": profile, "seed": seed, "params": {"epochs": epochs, **({"ablation": ablation} if ablation else {})},
               "metrics": metrics, "wall_time_s": wall_time_s, "epochs_run": epochs,
               "command": f"papermill notebooks/{notebook}.ipynb out.ipynb -p profile {profile}",
               "machine": MACHINE, "versions": {"tensorflow": "2.21.0", "keras": "3.15.1"}, "finished_at": "2026"}
@@ -114,6 +115,16 @@ def test_best_of_family_is_chosen_on_validation_not_test_accuracy(workbook):
     classical_row = next(line for line in families.splitlines() if line.startswith("| classical |"))
     assert "`workbook_mlp`" in mlp_row and "90.00%" in mlp_row
     assert "`svm_rbf`" in classical_row
+
+
+def test_an_ablation_variant_is_never_a_familys_best_model(workbook):
+    write_record(workbook / "results", "default", "02_mlp_baselines", "workbook_mlp", 0, 0.9000, val_accuracy=0.910)
+    write_record(workbook / "results", "default", "02_mlp_baselines", "workbook_mlp_float32", 0, 0.9100,
+                 val_accuracy=0.920, ablation="float32")
+    report.main(["--no-figures"])
+    families = generated(paths.README_PATH.read_text()).split("### Best model per family")[1]
+    mlp_row = next(line for line in families.splitlines() if line.startswith("| MLP |"))
+    assert "`workbook_mlp`" in mlp_row and "90.00%" in mlp_row and "float32" not in mlp_row
 
 
 def test_mean_and_std_over_seeds_and_full_profile_preferred(workbook):
