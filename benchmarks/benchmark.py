@@ -4,7 +4,8 @@
     python benchmarks/benchmark.py --steps 20           # a smoke test
     python benchmarks/benchmark.py --notebooks 01 03    # also time notebooks 01 and 03 (quick and default)
 
-(a) Training throughput in images/s of three representative models on the real data, in float32 and, where the
+(a) Training throughput in images/s of representative models on the real data (a small batch-normalized
+CNN also with the augmentation layers of notebook 03, to show what augmentation costs per step), in float32 and, where the
 CPU has native bf16, in ``mixed_bfloat16``: the timed steps follow warm-up steps inside one ``fit`` call, so
 tracing and data-adapter set-up are excluded. (b) Cold load (no parsed-array cache: ``paths.DATA_DIR`` points
 at an empty temporary folder) and warm load of ``load_arrays`` and ``load_fashion_mnist``. (c) With
@@ -37,10 +38,25 @@ from fmnist_helpers import data, paths, run
 from fmnist_helpers.config import library_versions, machine_info
 
 OUTPUT_PATH = Path(__file__).resolve().parent / "results.json"
-MODELS = ("mlp_256_128_32", "seed003_cnn", "bn_cnn")
+MODELS = ("mlp_256_128_32", "seed003_cnn", "bn_cnn", "bn_cnn_flip", "bn_cnn_flip_shift_erase")
 
 
 # ---------------------------------------------------------------- models
+def augmentation_layers(name: str) -> list:
+    """The augmentation a benchmark model name asks for: ``_flip`` (horizontal flips) or ``_flip_shift_erase``
+    (flips, ±2-pixel shifts and random erasing, as notebook 03's full-profile CNN), measured as layers of the
+    model, where the notebooks run them."""
+    from keras import layers
+
+    if name.endswith("_flip_shift_erase"):
+        return [layers.RandomFlip("horizontal"),
+                layers.RandomTranslation(2 / 28, 2 / 28, fill_mode="constant", fill_value=0.0),
+                layers.RandomErasing(factor=(0.5, 0.5), scale=(0.02, 0.15), fill_value=0.0, value_range=(0.0, 1.0))]
+    if name.endswith("_flip"):
+        return [layers.RandomFlip("horizontal")]
+    return []
+
+
 def build_model(name: str):
     """A compiled model under the current dtype policy; the softmax stays float32 under mixed precision."""
     import keras
@@ -56,8 +72,9 @@ def build_model(name: str):
                 layers.Flatten(),
                 layers.Dense(128, activation="relu", kernel_regularizer=regularizers.L1L2(1e-5, 1e-4)),
                 layers.Dropout(0.5)]
-    elif name == "bn_cnn":  # a small batch-normalized CNN
-        body = [layers.Conv2D(32, 3, padding="same", use_bias=False), layers.BatchNormalization(),
+    elif name.startswith("bn_cnn"):  # a small batch-normalized CNN, with the augmentation its name asks for
+        body = [*augmentation_layers(name),
+                layers.Conv2D(32, 3, padding="same", use_bias=False), layers.BatchNormalization(),
                 layers.Activation("relu"), layers.MaxPooling2D(),
                 layers.Conv2D(64, 3, padding="same", use_bias=False), layers.BatchNormalization(),
                 layers.Activation("relu"), layers.MaxPooling2D(),
