@@ -42,21 +42,6 @@ MODELS = ("mlp_256_128_32", "seed003_cnn", "bn_cnn", "bn_cnn_flip", "bn_cnn_flip
 
 
 # ---------------------------------------------------------------- models
-def augmentation_layers(name: str) -> list:
-    """The augmentation a benchmark model name asks for: ``_flip`` (horizontal flips) or ``_flip_shift_erase``
-    (flips, ±2-pixel shifts and random erasing, as notebook 03's full-profile CNN), measured as layers of the
-    model, where the notebooks run them."""
-    from keras import layers
-
-    if name.endswith("_flip_shift_erase"):
-        return [layers.RandomFlip("horizontal"),
-                layers.RandomTranslation(2 / 28, 2 / 28, fill_mode="constant", fill_value=0.0),
-                layers.RandomErasing(factor=(0.5, 0.5), scale=(0.02, 0.15), fill_value=0.0, value_range=(0.0, 1.0))]
-    if name.endswith("_flip"):
-        return [layers.RandomFlip("horizontal")]
-    return []
-
-
 def build_model(name: str):
     """A compiled model under the current dtype policy; the softmax stays float32 under mixed precision."""
     import keras
@@ -73,7 +58,7 @@ def build_model(name: str):
                 layers.Dense(128, activation="relu", kernel_regularizer=regularizers.L1L2(1e-5, 1e-4)),
                 layers.Dropout(0.5)]
     elif name.startswith("bn_cnn"):  # a small batch-normalized CNN, with the augmentation its name asks for
-        body = [*augmentation_layers(name),
+        body = [*fh.augmentation_layers(flip="_flip" in name, shift_erase=name.endswith("_shift_erase")),
                 layers.Conv2D(32, 3, padding="same", use_bias=False), layers.BatchNormalization(),
                 layers.Activation("relu"), layers.MaxPooling2D(),
                 layers.Conv2D(64, 3, padding="same", use_bias=False), layers.BatchNormalization(),

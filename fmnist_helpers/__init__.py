@@ -20,7 +20,8 @@ _HOME = {  # public name -> the submodule that defines it
                      "save_fig"], "plotting"),
     **dict.fromkeys(["load_record", "load_records", "record_result", "records_frame", "summarize",
                      "train_seconds"], "results"),
-    **dict.fromkeys(["TrainedModel", "model_path", "train_and_record", "use_precision"], "training"),
+    **dict.fromkeys(["TrainedModel", "augmentation_layers", "model_path", "train_and_record", "use_precision"],
+                    "training"),
 }
 __all__ = sorted([*_HOME, "paths"])
 

@@ -52,6 +52,17 @@ class EpochLog(keras.callbacks.Callback):
             logs["epoch_time_s"] = time.perf_counter() - self._start
 
 
+def augmentation_layers(flip: bool = True, shift_erase: bool = False) -> list:
+    """Keras augmentation layers for 28×28×1 images in [0, 1], active only in training: horizontal flips, and with
+    ``shift_erase`` also ±2-pixel shifts and random erasing of 2–15 % of the image (zero-filled)."""
+    from keras import layers
+
+    stack = [layers.RandomFlip("horizontal")] if flip else []
+    if shift_erase:
+        stack += [layers.RandomTranslation(2 / 28, 2 / 28, fill_mode="constant", fill_value=0.0),
+                  layers.RandomErasing(factor=(0.5, 0.5), scale=(0.02, 0.15), fill_value=0.0, value_range=(0.0, 1.0))]
+    return stack
+
 @dataclass
 class TrainedModel:
     """A trained model with its results record and its test-set probabilities."""

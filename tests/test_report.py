@@ -36,7 +36,8 @@ def write_record(root: Path, profile: str, notebook: str, model: str, seed: int,
     """A minimal model record, laid out as results.record_result writes it."""
     metrics = {"test_accuracy": accuracy} if val_accuracy is None else {
         "test_accuracy": accuracy, "final_val_accuracy": val_accuracy, "flip_tta_used": False}
-    record = {"notebook": notebook, "model": model, "profile": profile, "seed": seed, "params": {"epochs": epochs, **({"ablation": ablation} if ablation else {})},
+    params = {"epochs": epochs, **({"ablation": ablation} if ablation else {})}
+    record = {"notebook": notebook, "model": model, "profile": profile, "seed": seed, "params": params,
               "metrics": metrics, "wall_time_s": wall_time_s, "epochs_run": epochs,
               "command": f"papermill notebooks/{notebook}.ipynb out.ipynb -p profile {profile}",
               "machine": MACHINE, "versions": {"tensorflow": "2.21.0", "keras": "3.15.1"}, "finished_at": "2026"}

@@ -105,3 +105,12 @@ def test_finished_run_with_other_settings_is_trained_again(cfg, small_data, caps
                                       params={"dropout": 0.2})
     assert "recorded with other settings (epochs); training again" in capsys.readouterr().out
     assert other.record["epochs_run"] == 2 and other.record["params"]["epochs"] == 2
+
+
+def test_augmentation_layers_follow_the_two_switches():
+    from keras import layers
+
+    assert fh.augmentation_layers(flip=False) == []
+    assert [type(x) for x in fh.augmentation_layers()] == [layers.RandomFlip]
+    assert [type(x) for x in fh.augmentation_layers(shift_erase=True)] == [
+        layers.RandomFlip, layers.RandomTranslation, layers.RandomErasing]
