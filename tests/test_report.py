@@ -172,6 +172,27 @@ def test_runtimes_machine_and_benchmark_are_quoted(workbook):
     assert "| 11.0 min wall, 20.0 min CPU | not yet run (every notebook needed) |" in text  # the default total
 
 
+def test_full_profile_over_several_sittings_counts_every_recorded_training(workbook):
+    """A full run that reused models from earlier sittings is charged with the training its records hold."""
+    for seed in range(3):  # trained in an earlier sitting: 3 x 20 min
+        write_record(workbook / "results", "full", "03_cnn", "seed000_cnn", seed, 0.93, wall_time_s=1200.0)
+    runs = workbook / "results" / "full" / "_notebooks"
+    runs.mkdir(parents=True)
+    (runs / "03_cnn.json").write_text(json.dumps({"notebook": "03_cnn", "profile": "full", "ok": True,
+                                                  "wall_time_s": 300.0, "cpu_time_s": 500.0}))
+    (runs / "02_mlp_baselines.json").write_text(json.dumps({"notebook": "02_mlp_baselines", "profile": "full",
+                                                            "ok": True, "wall_time_s": 900.0, "cpu_time_s": 1000.0}))
+    write_record(workbook / "results", "full", "02_mlp_baselines", "seed002_mlp", 0, 0.88, wall_time_s=600.0)
+    report.main(["--no-figures"])
+    text = generated(paths.README_PATH.read_text())
+    row = next(line for line in text.splitlines() if line.startswith("| [03_cnn]"))
+    assert row.endswith("| 60.0 min of training ² |") and "² the full profile ran in several sittings" in text
+    row = next(line for line in text.splitlines() if line.startswith("| [02_mlp_baselines]"))
+    assert row.endswith("| 15.0 min wall, 16.7 min CPU |")  # one sitting: the run's own times
+    first = nbformat.read(paths.NOTEBOOKS_DIR / "03_cnn.ipynb", as_version=4).cells[0].source
+    assert "full profile 60.0 min of training over several sittings, measured" in first
+
+
 def test_check_reports_an_outdated_readme(workbook):
     assert report.main(["--check"]) == 1
     assert paths.README_PATH.read_text() == README  # --check writes nothing
