@@ -65,6 +65,7 @@ def test_figures_are_written(quick_run):
 @pytest.mark.parametrize("parameters, message", [
     ({"learning_rate": -1}, "learning_rate must be a positive number, got -1"),
     ({"sweeps": "momentum"}, "sweeps: unknown 'momentum'"),
+    ({"precision": "float16"}, "precision must be one of"),
 ])
 def test_bad_parameter_stops_with_clear_error(parameters, message):
     with pytest.raises(ValueError, match=message):
