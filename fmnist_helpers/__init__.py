@@ -12,7 +12,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of notebooks
 
 _HOME = {  # public name -> the submodule that defines it
-    **dict.fromkeys(["PROFILES", "RunConfig", "environment_stamp", "fraction", "int_list", "machine_info",
+    **dict.fromkeys(["PRECISIONS", "PROFILES", "RunConfig", "environment_stamp", "fraction", "int_list", "machine_info",
                      "non_negative_int", "one_of", "optional", "optional_subset_of", "positive_float", "positive_int", "quick_mode",
                      "resolve_parameters", "set_seed", "subset_of"], "config"),
     **dict.fromkeys(["CLASS_NAMES", "NUM_CLASSES", "DataError", "FashionMNIST", "load_fashion_mnist", "stratified_subset"], "data"),

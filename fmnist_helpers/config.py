@@ -74,6 +74,9 @@ def fraction(name: str, value: Any, low: float = 0.0, high: float = 1.0) -> floa
     return number
 
 
+PRECISIONS = ("auto", "float32", "mixed_bfloat16")  # Keras dtype policies for fmnist_helpers.use_precision
+
+
 def one_of(options: Iterable[str]) -> Validator:
     """Validator for a single choice among ``options``."""
     options = tuple(options)

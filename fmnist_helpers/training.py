@@ -20,7 +20,7 @@ import keras
 import numpy as np
 
 from fmnist_helpers import paths
-from fmnist_helpers.config import RunConfig, machine_info
+from fmnist_helpers.config import PRECISIONS, RunConfig, machine_info, one_of
 from fmnist_helpers.data import FashionMNIST
 from fmnist_helpers.results import load_record, record_result
 
@@ -32,8 +32,7 @@ def use_precision(mode: str = "auto") -> str:
     models 1.3-2x faster, and ``float32`` elsewhere. Keep the last layer in float32
     (``layers.Activation("softmax", dtype="float32")``) so probabilities stay exact.
     """
-    if mode not in ("auto", "float32", "mixed_bfloat16"):
-        raise ValueError(f"precision must be 'auto', 'float32' or 'mixed_bfloat16', got {mode!r}")
+    mode = one_of(PRECISIONS)("precision", mode)
     if mode == "auto":
         mode = "mixed_bfloat16" if machine_info()["bf16"] else "float32"
     keras.mixed_precision.set_global_policy(mode)
