@@ -133,12 +133,12 @@ def test_comparison_table_means_and_differences():
 
 def test_a_single_model_runs_without_the_figures_of_the_others(tmp_path_factory):
     """``-p models seed002_mlp`` trains and records only that model; the seed-001 and per-class figures, which
-    need other models, are skipped with a note rather than saved empty."""
+    need other models, and the sweep figure, are skipped with a note rather than saved empty."""
     out, nb = run_quick(tmp_path_factory, NOTEBOOK, models="seed002_mlp", sweeps="none", ablations="none")
     records = fh.load_records(out / "quick" / "results", notebook=NOTEBOOK)
     assert {r["model"] for r in records} == {"seed002_mlp"}
     figures = {p.stem for p in (out / "quick" / "figures").glob("02_*.png")}
     assert "02_seed002_prediction_gallery" in figures
-    assert not figures & {"02_seed001_learning_curves", "02_seed001_confusion_matrices"}
+    assert not figures & {"02_seed001_learning_curves", "02_seed001_confusion_matrices", "02_tyler_sweeps"}
     printed = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
-    assert "no seed-001 MLP among the models (-p models)" in printed
+    assert "no seed-001 MLP among the models (-p models)" in printed and "no sweep chosen" in printed
