@@ -132,8 +132,8 @@ def test_comparison_table_means_and_differences():
 
 
 def test_a_single_model_runs_without_the_figures_of_the_others(tmp_path_factory):
-    """``-p models seed002_mlp`` trains and records only that model; the seed-001 and per-class figures, which
-    need other models, and the sweep figure, are skipped with a note rather than saved empty."""
+    """``-p models seed002_mlp`` trains and records only that model; the seed-001 figures, which need the seed-001
+    models, and the sweep figure (``-p sweeps none``) are skipped with a note rather than saved empty."""
     out, nb = run_quick(tmp_path_factory, NOTEBOOK, models="seed002_mlp", sweeps="none", ablations="none")
     records = fh.load_records(out / "quick" / "results", notebook=NOTEBOOK)
     assert {r["model"] for r in records} == {"seed002_mlp"}
