@@ -18,6 +18,7 @@ import numpy as np
 
 PROFILES = ("quick", "default", "full")
 _active_profile = "default"
+_active_changes: tuple[str, ...] = ()
 
 
 def quick_mode() -> bool:
@@ -28,6 +29,13 @@ def quick_mode() -> bool:
 def active_profile() -> str:
     """The profile of the notebook being run (set by :func:`resolve_parameters`)."""
     return _active_profile
+
+
+def publishes_figures() -> bool:
+    """True when the notebook being run may replace the published ``figures/``: the full profile with every
+    parameter at the profile's value. A run with ``-p`` changes (a subset of models, another seed, fewer
+    epochs) draws only part of the picture, so its figures go to ``runs/full/figures/`` instead."""
+    return _active_profile == "full" and not _active_changes
 
 
 # ---------------------------------------------------------------- validators
@@ -204,7 +212,7 @@ def resolve_parameters(
         seed: the seed for Python, NumPy and TensorFlow.
         **given: the parameters cell's values; ``None`` means "take the profile's value".
     """
-    global _active_profile
+    global _active_profile, _active_changes
     if quick_mode():
         profile = "quick"
     one_of(profiles)("profile", profile)
@@ -222,9 +230,14 @@ def resolve_parameters(
     if seed != 0:
         overrides["seed"] = seed
     _active_profile = profile
+    _active_changes = tuple(sorted(name for name in overrides if name == "seed" or name not in profiles[profile]
+                                   or values[name] != rules[name](name, profiles[profile][name])))
     cfg = RunConfig(notebook, profile, values, {k: values.get(k, v) for k, v in overrides.items()})
     set_seed(values["seed"])
     print(environment_stamp(cfg))
+    if profile == "full" and _active_changes:
+        print(f"figures go to runs/full/figures/, not the published figures/: this run changes "
+              f"{', '.join(_active_changes)} from the full profile")
     return cfg
 
 

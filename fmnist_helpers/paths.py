@@ -29,9 +29,10 @@ def runs_dir(profile: str) -> Path:
     return base / profile
 
 
-def figures_dir(profile: str) -> Path:
-    """Figures go to ``figures/`` only in the full profile; other profiles never touch tracked files."""
-    return FIGURES_DIR if profile == "full" and not _redirected() else runs_dir(profile) / "figures"
+def figures_dir(profile: str, publish: bool = True) -> Path:
+    """Figures go to ``figures/`` only in the full profile, and only when ``publish`` (a run with the profile's
+    own parameters); other runs never touch tracked files."""
+    return FIGURES_DIR if profile == "full" and publish and not _redirected() else runs_dir(profile) / "figures"
 
 
 def results_dir(profile: str) -> Path:

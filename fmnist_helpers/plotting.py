@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from fmnist_helpers import paths
-from fmnist_helpers.config import active_profile
+from fmnist_helpers.config import active_profile, publishes_figures
 from fmnist_helpers.data import CLASS_NAMES, atomic_write
 
 FIGURE_DPI = 110
@@ -37,18 +37,23 @@ def color_for(model: str) -> str:
 
 
 def figure_path(name: str, profile: str | None = None) -> Path:
-    """Where :func:`save_fig` writes the figure ``name`` in ``profile`` (default: the active profile)."""
+    """Where :func:`save_fig` writes the figure ``name`` in ``profile`` (default: the active profile).
+
+    Only a full-profile run without ``-p`` changes publishes to ``figures/`` (see :func:`publishes_figures`)."""
     if not _FIGURE_NAME.match(name):
         raise ValueError(f"figure name must look like '03_cnn_learning_curves' (two digits, '_', lowercase), got {name!r}")
-    return paths.figures_dir(profile or active_profile()) / f"{name}.png"
+    profile = profile or active_profile()
+    publish = publishes_figures() or profile != active_profile()
+    return paths.figures_dir(profile, publish) / f"{name}.png"
 
 
 def save_fig(name: str, fig: plt.Figure | None = None, profile: str | None = None) -> None:
     """Save ``fig`` (default: the current figure) as ``<figures>/<name>.png``.
 
-    ``name`` starts with the notebook number, e.g. ``"03_cnn_learning_curves"``. The full profile writes
-    to the published ``figures/``; other profiles write to ``runs/<profile>/figures/`` so quick and
-    default runs never overwrite published figures. The figure still shows inline in Jupyter.
+    ``name`` starts with the notebook number, e.g. ``"03_cnn_learning_curves"``. A full-profile run with the
+    profile's own parameters writes to the published ``figures/``; every other run writes to
+    ``runs/<profile>/figures/``, so quick, default and partial full runs never overwrite published figures.
+    The figure still shows inline in Jupyter.
     """
     target = figure_path(name, profile)
     fig = fig or plt.gcf()

@@ -55,3 +55,19 @@ def test_color_for_uses_the_longest_matching_name():
     assert fh.color_for("seed004_cnn_untuned") != fh.color_for("seed004_cnn")
     assert fh.color_for("workbook_mlp_float32") == MODEL_COLORS["workbook_mlp"]
     assert len(set(MODEL_COLORS.values())) == len(MODEL_COLORS), "every model its own colour"
+
+
+def test_only_a_full_run_with_the_profiles_own_parameters_publishes_figures(monkeypatch, capsys):
+    profiles = {"default": {"epochs": 5, "models": "all"}, "full": {"epochs": 50, "models": "all"}}
+    rules = {"epochs": fh.positive_int, "models": fh.subset_of(["cnn", "mlp"])}
+    monkeypatch.delenv("FMNIST_OUTPUT_DIR")
+    monkeypatch.delenv("FMNIST_QUICK", raising=False)
+    fh.resolve_parameters("03_cnn", profiles, rules, profile="full", epochs="50", models="all")
+    assert fh.figure_path("03_cnn_curves") == paths.FIGURES_DIR / "03_cnn_curves.png"
+    assert "runs/full/figures" not in capsys.readouterr().out
+    for changes in ({"epochs": 3, "models": None}, {"epochs": None, "models": "cnn"}, {"seed": 1}):
+        fh.resolve_parameters("03_cnn", profiles, rules, profile="full", **{"epochs": None, "models": None, **changes})
+        assert fh.figure_path("03_cnn_curves") == paths.runs_dir("full") / "figures" / "03_cnn_curves.png"
+        assert "figures go to runs/full/figures/" in capsys.readouterr().out
+    fh.resolve_parameters("03_cnn", profiles, rules, profile="default", epochs=None, models=None)
+    assert fh.figure_path("03_cnn_curves") == paths.runs_dir("default") / "figures" / "03_cnn_curves.png"
