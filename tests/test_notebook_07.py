@@ -74,7 +74,10 @@ def test_quick_run_searches_two_trials_and_records_both_models(quick_run):
     histories = sorted(quick.glob("tuner/search_*/trial_*/history.csv"))
     assert len(histories) == 2 and all(len(p.read_text().splitlines()) == 2 for p in histories)  # header + 1 epoch
     found = records(quick)
-    assert set(found) == {"seed004_cnn__seed0.json", "seed004_cnn_untuned__seed0.json"}
+    assert set(found) == {"search__seed0.json", "seed004_cnn__seed0.json", "seed004_cnn_untuned__seed0.json"}
+    search = found.pop("search__seed0.json")
+    assert search["metrics"]["trials_finished"] == 2 and 0.1 < search["metrics"]["best_val_accuracy"] <= 1
+    assert search["wall_time_s"] > 0 and search["params"]["search_project"].startswith("search_")
     for record in found.values():
         assert record["notebook"] == NOTEBOOK and record["profile"] == "quick" and record["epochs_run"] == 2
         assert 0.1 < record["metrics"]["test_accuracy"] <= 1, f"{record['model']} is not above chance"
@@ -123,7 +126,7 @@ def test_larger_budget_killed_mid_search_resumes_without_rerunning_trials(quick_
     assert session(nb) == (5 - done_before, done_before, 5, 5)
     after = {p.relative_to(out): p.stat().st_mtime_ns for p in trial_files(quick)}
     assert len(after) == 5 and {k: after[k] for k in before} == before, "finished trials must not run again"
-    assert set(records(quick)) == {"seed004_cnn__seed0.json", "seed004_cnn_untuned__seed0.json"}
+    assert set(records(quick)) == {"search__seed0.json", "seed004_cnn__seed0.json", "seed004_cnn_untuned__seed0.json"}
 
 
 @pytest.mark.parametrize("parameters, message", [
@@ -176,4 +179,4 @@ def test_distributed_chief_and_worker_over_loopback(tmp_path, isolated_outputs):
     quick = isolated_outputs / "quick"
     assert {json.loads(p.read_text())["status"] for p in trial_files(quick)} == {"COMPLETED"}
     assert len(trial_files(quick)) == 2 and list((quick / "tuner").glob("search_*/tuner0.json"))
-    assert set(records(quick)) == {"seed004_cnn__seed0.json", "seed004_cnn_untuned__seed0.json"}
+    assert set(records(quick)) == {"search__seed0.json", "seed004_cnn__seed0.json", "seed004_cnn_untuned__seed0.json"}
