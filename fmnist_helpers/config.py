@@ -7,6 +7,8 @@ a one-line stamp of the environment.
 """
 from __future__ import annotations
 
+import ast
+import json
 import os
 import platform
 import random
@@ -15,6 +17,8 @@ from functools import lru_cache
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
+
+from fmnist_helpers import paths
 
 PROFILES = ("quick", "default", "full")
 _active_profile = "default"
@@ -33,7 +37,8 @@ def active_profile() -> str:
 
 def publishes_figures() -> bool:
     """True when the notebook being run may replace the published ``figures/``: the full profile with every
-    parameter at the profile's value. A run with ``-p`` changes (a subset of models, another seed, fewer
+    parameter at the value the saved notebook runs with: the literal in its ``parameters`` cell
+    (:func:`notebook_defaults`), or the profile's value where the cell says ``None``. A run with ``-p`` changes (a subset of models, another seed, fewer
     epochs) draws only part of the picture, so its figures go to ``runs/full/figures/`` instead."""
     return _active_profile == "full" and not _active_changes
 
@@ -194,6 +199,20 @@ def _shell_value(value: Any) -> str:
     return str(value)
 
 
+def notebook_defaults(notebook: str) -> dict[str, Any]:
+    """The values the ``parameters`` cell of ``notebooks/<notebook>.ipynb`` sets, as saved on disk (``None``
+    entries left out: those come from the profile). Empty when the file or its cell cannot be read."""
+    try:
+        cells = json.loads((paths.NOTEBOOKS_DIR / f"{notebook}.ipynb").read_text())["cells"]
+        source = next("".join(c["source"]) for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
+        assignments = [node for node in ast.parse(source).body if isinstance(node, ast.Assign)]
+        values = {node.targets[0].id: ast.literal_eval(node.value) for node in assignments
+                  if len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)}
+    except (OSError, KeyError, TypeError, ValueError, StopIteration, SyntaxError):
+        return {}
+    return {name: value for name, value in values.items() if value is not None}
+
+
 def resolve_parameters(
     notebook: str,
     profiles: Mapping[str, Mapping[str, Any]],
@@ -230,8 +249,9 @@ def resolve_parameters(
     if seed != 0:
         overrides["seed"] = seed
     _active_profile = profile
-    _active_changes = tuple(sorted(name for name in overrides if name == "seed" or name not in profiles[profile]
-                                   or values[name] != rules[name](name, profiles[profile][name])))
+    reference = {**profiles[profile], **notebook_defaults(notebook)}  # what the saved notebook runs with
+    _active_changes = tuple(sorted(name for name in overrides if name == "seed" or name not in reference
+                                   or values[name] != rules[name](name, reference[name])))
     cfg = RunConfig(notebook, profile, values, {k: values.get(k, v) for k, v in overrides.items()})
     set_seed(values["seed"])
     print(environment_stamp(cfg))

@@ -9,7 +9,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import fmnist_helpers as fh  # noqa: E402
-from fmnist_helpers import paths  # noqa: E402
+from fmnist_helpers import config, paths  # noqa: E402
 
 
 def test_save_fig_writes_png_to_profile_folder(isolated_outputs):
@@ -71,3 +71,29 @@ def test_only_a_full_run_with_the_profiles_own_parameters_publishes_figures(monk
         assert "figures go to runs/full/figures/" in capsys.readouterr().out
     fh.resolve_parameters("03_cnn", profiles, rules, profile="default", epochs=None, models=None)
     assert fh.figure_path("03_cnn_curves") == paths.runs_dir("default") / "figures" / "03_cnn_curves.png"
+
+
+def test_parameters_the_profile_leaves_to_the_cell_count_as_changes_only_when_they_differ(monkeypatch, tmp_path,
+                                                                                          capsys):
+    """A full run of a notebook whose cell sets some values itself (``validation_size = 5000``) publishes; the
+    same run with ``-p validation_size 1000`` does not. Checked on a hand-made notebook and on 07's real cell."""
+    import nbformat
+
+    cell = nbformat.v4.new_code_cell("profile = 'default'\nseed = 0\nepochs = None\nvalidation_size = 5000\n",
+                                     metadata={"tags": ["parameters"]})
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell]), tmp_path / "99_toy.ipynb")
+    monkeypatch.setattr(paths, "NOTEBOOKS_DIR", tmp_path)
+    monkeypatch.delenv("FMNIST_QUICK", raising=False)
+    assert config.notebook_defaults("99_toy") == {"profile": "default", "seed": 0, "validation_size": 5000}
+    assert config.notebook_defaults("98_missing") == {}
+    profiles = {"default": {"epochs": 5}, "full": {"epochs": 50}}
+    rules = {"epochs": fh.positive_int, "validation_size": fh.positive_int}
+    fh.resolve_parameters("99_toy", profiles, rules, profile="full", epochs=None, validation_size="5000")
+    assert config.publishes_figures() and "runs/full/figures" not in capsys.readouterr().out
+    fh.resolve_parameters("99_toy", profiles, rules, profile="full", epochs=None, validation_size=1000)
+    assert not config.publishes_figures()
+    assert "this run changes validation_size from the full profile" in capsys.readouterr().out
+    fh.resolve_parameters("98_missing", profiles, rules, profile="full", epochs=None, validation_size=5000)
+    assert not config.publishes_figures(), "without the saved cell a set value cannot be told from a -p change"
+    monkeypatch.setattr(paths, "NOTEBOOKS_DIR", paths.REPO_ROOT / "notebooks")
+    assert config.notebook_defaults("07_hyperparameter_search")["batch_sizes"] == "64,128,256"
