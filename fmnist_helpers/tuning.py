@@ -122,6 +122,28 @@ class SearchSpace:
     def as_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
+    def edges(self, values: dict[str, Any], tolerance: float = 0.01) -> dict[str, str]:
+        """The hyperparameters of ``values`` (one trial's) that sit at an end of their range or list, within
+        ``tolerance`` of the range (measured on the log scale for log-uniform ones): ``{name: "upper end 0.01"}``.
+        A winner at an upper end may do better beyond it; one at zero preferred none of that regularizer."""
+        ranges = {"learning_rate": (self.learning_rate_min, self.learning_rate_max, True),
+                  "dropout": (0.0, self.dropout_max, False), "l2": (self.l2_min, self.l2_max, True),
+                  "augment": (0.0, self.augment_max, False)}
+        found = {}
+        for name, (low, high, log) in ranges.items():
+            if values.get(name) is None:
+                continue
+            value, scale = float(values[name]), (np.log if log else float)
+            position = (scale(max(value, low)) - scale(low)) / (scale(high) - scale(low))
+            if position <= tolerance:
+                found[name] = f"lower end {low:g}"
+            elif position >= 1 - tolerance:
+                found[name] = f"upper end {high:g}"
+        if len(self.batch_sizes) > 1 and values.get("batch_size") in (min(self.batch_sizes), max(self.batch_sizes)):
+            end = "smallest" if values["batch_size"] == min(self.batch_sizes) else "largest"
+            found["batch_size"] = f"{end} choice {values['batch_size']}"
+        return found
+
     def describe(self) -> "Any":
         """A small table: one row per hyperparameter, with its range or choices and how it is sampled."""
         import pandas as pd
@@ -352,15 +374,15 @@ def seed_to_seed_verdict(tuned: float, baseline: Sequence[float]) -> dict[str, A
     difference = float(tuned) - mean
     if std is None:
         verdict = (f"no verdict: the untuned baseline has one seed, so there is no seed-to-seed spread to compare "
-                   f"the difference of {difference:+.2%} with; run with -p baseline_seeds 3")
+                   f"the difference of {100 * difference:+.2f} points with; run with -p baseline_seeds 3")
         beats = None
     elif difference > std:
-        verdict = (f"the tuned model beats the untuned baseline by {difference:+.2%}, more than the seed-to-seed "
-                   f"standard deviation of {std:.2%} over {len(baseline)} seeds")
+        verdict = (f"the tuned model beats the untuned baseline by {100 * difference:+.2f} points, more than the "
+                   f"seed-to-seed standard deviation of {100 * std:.2f} points over {len(baseline)} seeds")
         beats = True
     else:
         verdict = (f"the tuned model does NOT beat the untuned baseline by more than the seed-to-seed spread: "
-                   f"{difference:+.2%} vs a standard deviation of {std:.2%} over {len(baseline)} seeds")
+                   f"{100 * difference:+.2f} points vs a standard deviation of {100 * std:.2f} points over {len(baseline)} seeds")
         beats = False
     return {"difference": difference, "baseline_mean": mean, "baseline_std": std, "seeds": len(baseline),
             "beats": beats, "verdict": verdict}

@@ -217,6 +217,18 @@ def test_seed_to_seed_verdict():
         tuning.seed_to_seed_verdict(0.9, [])
 
 
+def test_edges_of_the_search_space():
+    space = tuning.search_space(1e-4, 1e-2, [64, 128, 256], 0.5, 1e-6, 1e-3, 0.15, ["adam", "rmsprop"])
+    winner = {"learning_rate": 0.01, "batch_size": 64, "optimizer": "rmsprop", "dropout": 0.0, "l2": 1.77e-4,
+              "augment": 0.0}
+    assert space.edges(winner) == {"learning_rate": "upper end 0.01", "dropout": "lower end 0",
+                                   "augment": "lower end 0", "batch_size": "smallest choice 64"}
+    inside = {"learning_rate": 1e-3, "batch_size": 128, "dropout": 0.25, "l2": 1e-6 * 1.05, "augment": 0.149}
+    assert space.edges(inside) == {"l2": "lower end 1e-06", "augment": "upper end 0.15"}
+    assert space.edges({**inside, "l2": 1e-5, "augment": 0.1}) == {}
+    assert tuning.search_space(1e-4, 1e-2, [128], 0.5, 1e-6, 1e-3, 0.15, ["adam"]).edges({"batch_size": 128}) == {}
+
+
 def test_parse_reported():
     text = ("> <mark>**Maximum Validation Accuracy Achieved**</mark> : 89.4%\n"
             "> <mark>**Test Loss achieved**</mark>: 0.269255\n")
