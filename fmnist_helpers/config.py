@@ -38,8 +38,9 @@ def active_profile() -> str:
 def publishes_figures() -> bool:
     """True when the notebook being run may replace the published ``figures/``: the full profile with every
     parameter at the value the saved notebook runs with: the literal in its ``parameters`` cell
-    (:func:`notebook_defaults`), or the profile's value where the cell says ``None``. A run with ``-p`` changes (a subset of models, another seed, fewer
-    epochs) draws only part of the picture, so its figures go to ``runs/full/figures/`` instead."""
+    (:func:`notebook_defaults`), or the profile's value where the cell says ``None``. A run with ``-p`` changes
+    (a subset of models, another seed, fewer epochs) draws only part of the picture, so its figures go to
+    ``runs/full/figures/`` instead."""
     return _active_profile == "full" and not _active_changes
 
 

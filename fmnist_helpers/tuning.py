@@ -122,19 +122,22 @@ class SearchSpace:
     def as_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
+    def ranges(self) -> dict[str, tuple[float, float, bool]]:
+        """The numeric hyperparameters: ``{name: (low, high, sampled on a log scale)}``."""
+        return {"learning_rate": (self.learning_rate_min, self.learning_rate_max, True),
+                "dropout": (0.0, self.dropout_max, False), "l2": (self.l2_min, self.l2_max, True),
+                "augment": (0.0, self.augment_max, False)}
+
     def edges(self, values: dict[str, Any], tolerance: float = 0.01) -> dict[str, str]:
         """The hyperparameters of ``values`` (one trial's) that sit at an end of their range or list, within
         ``tolerance`` of the range (measured on the log scale for log-uniform ones): ``{name: "upper end 0.01"}``.
         A winner at an upper end may do better beyond it; one at zero preferred none of that regularizer."""
-        ranges = {"learning_rate": (self.learning_rate_min, self.learning_rate_max, True),
-                  "dropout": (0.0, self.dropout_max, False), "l2": (self.l2_min, self.l2_max, True),
-                  "augment": (0.0, self.augment_max, False)}
         found = {}
-        for name, (low, high, log) in ranges.items():
+        for name, (low, high, log) in self.ranges().items():
             if values.get(name) is None:
                 continue
-            value, scale = float(values[name]), (np.log if log else float)
-            position = (scale(max(value, low)) - scale(low)) / (scale(high) - scale(low))
+            scale = np.log if log else float
+            position = (scale(max(float(values[name]), low)) - scale(low)) / (scale(high) - scale(low))
             if position <= tolerance:
                 found[name] = f"lower end {low:g}"
             elif position >= 1 - tolerance:
@@ -148,14 +151,13 @@ class SearchSpace:
         """A small table: one row per hyperparameter, with its range or choices and how it is sampled."""
         import pandas as pd
 
-        return pd.DataFrame([
-            ("learning_rate", f"{self.learning_rate_min:g} to {self.learning_rate_max:g}", "log-uniform"),
-            ("batch_size", ", ".join(map(str, self.batch_sizes)), "choice"),
-            ("optimizer", ", ".join(self.optimizers), "choice"),
-            ("dropout", f"0 to {self.dropout_max:g}", "uniform"),
-            ("l2", f"{self.l2_min:g} to {self.l2_max:g}", "log-uniform"),
-            ("augment", f"0 to {self.augment_max:g}", "uniform"),
-        ], columns=["hyperparameter", "range", "sampling"]).set_index("hyperparameter")
+        rows = {name: (f"{low:g} to {high:g}", "log-uniform" if log else "uniform")
+                for name, (low, high, log) in self.ranges().items()}
+        rows.update(batch_size=(", ".join(map(str, self.batch_sizes)), "choice"),
+                    optimizer=(", ".join(self.optimizers), "choice"))
+        order = ["learning_rate", "batch_size", "optimizer", "dropout", "l2", "augment"]
+        return pd.DataFrame([(name, *rows[name]) for name in order],
+                            columns=["hyperparameter", "range", "sampling"]).set_index("hyperparameter")
 
 
 def search_space(learning_rate_min: float, learning_rate_max: float, batch_sizes: Sequence[int],
@@ -382,7 +384,8 @@ def seed_to_seed_verdict(tuned: float, baseline: Sequence[float]) -> dict[str, A
         beats = True
     else:
         verdict = (f"the tuned model does NOT beat the untuned baseline by more than the seed-to-seed spread: "
-                   f"{100 * difference:+.2f} points vs a standard deviation of {100 * std:.2f} points over {len(baseline)} seeds")
+                   f"{100 * difference:+.2f} points vs a standard deviation of {100 * std:.2f} points over "
+                   f"{len(baseline)} seeds")
         beats = False
     return {"difference": difference, "baseline_mean": mean, "baseline_std": std, "seeds": len(baseline),
             "beats": beats, "verdict": verdict}
