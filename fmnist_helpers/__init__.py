@@ -19,8 +19,9 @@ _HOME = {  # public name -> the submodule that defines it
     **dict.fromkeys(["color_for", "figure_path", "plot_confusion_matrix", "plot_history", "plot_image_grid",
                      "save_fig"], "plotting"),
     **dict.fromkeys(["load_record", "load_records", "record_result", "records_frame", "summarize",
-                     "train_seconds"], "results"),
-    **dict.fromkeys(["TrainedModel", "augmentation_layers", "model_path", "train_and_record", "use_precision"],
+                     "train_seconds", "tta_used"], "results"),
+    **dict.fromkeys(["TrainedModel", "augmentation_layers", "model_path", "predict", "train_and_record",
+                     "use_precision"],
                     "training"),
 }
 __all__ = sorted([*_HOME, "paths"])

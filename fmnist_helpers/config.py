@@ -39,8 +39,8 @@ def publishes_figures() -> bool:
     """True when the notebook being run may replace the published ``figures/``: the full profile with every
     parameter at the value the saved notebook runs with: the literal in its ``parameters`` cell
     (:func:`notebook_defaults`), or the profile's value where the cell says ``None``. A run with ``-p`` changes
-    (a subset of models, another seed, fewer epochs) draws only part of the picture, so its figures go to
-    ``runs/full/figures/`` instead."""
+    (another seed, fewer epochs) draws another picture, so its figures go to ``runs/full/figures/`` instead; a
+    change of the parameters that only select models (``selectors`` of :func:`resolve_parameters`) does not."""
     return _active_profile == "full" and not _active_changes
 
 
@@ -220,6 +220,7 @@ def resolve_parameters(
     rules: Mapping[str, Validator],
     profile: str = "default",
     seed: int = 0,
+    selectors: Iterable[str] = (),
     **given: Any,
 ) -> RunConfig:
     """Merge a profile with the explicitly given parameters, validate them, seed everything and print a stamp.
@@ -230,6 +231,8 @@ def resolve_parameters(
         rules: a validator per parameter name (``fh.positive_int``, ``fh.one_of([...])``, ...).
         profile: the requested profile; ``FMNIST_QUICK=1`` turns it into ``"quick"``.
         seed: the seed for Python, NumPy and TensorFlow.
+        selectors: parameters that only choose which models run (such as ``models``). Changing them alone still
+            publishes figures: each figure a run draws is complete, and figures of models it skips stay as they are.
         **given: the parameters cell's values; ``None`` means "take the profile's value".
     """
     global _active_profile, _active_changes
@@ -251,7 +254,8 @@ def resolve_parameters(
         overrides["seed"] = seed
     _active_profile = profile
     reference = {**profiles[profile], **notebook_defaults(notebook)}  # what the saved notebook runs with
-    _active_changes = tuple(sorted(name for name in overrides if name == "seed" or name not in reference
+    _active_changes = tuple(sorted(name for name in set(overrides) - set(selectors)
+                                   if name == "seed" or name not in reference
                                    or values[name] != rules[name](name, reference[name])))
     cfg = RunConfig(notebook, profile, values, {k: values.get(k, v) for k, v in overrides.items()})
     set_seed(values["seed"])

@@ -30,7 +30,7 @@ import pandas as pd
 from fmnist_helpers import paths, reference
 from fmnist_helpers.config import PROFILES
 from fmnist_helpers.data import atomic_write
-from fmnist_helpers.results import load_records, train_seconds
+from fmnist_helpers.results import load_records, train_seconds, tta_used
 
 BEGIN_MARKER = "<!-- BEGIN GENERATED: results -->"
 END_MARKER = "<!-- END GENERATED: results -->"
@@ -119,7 +119,8 @@ def _epochs(record: dict) -> float:
 def validation_accuracy(record: dict) -> float:
     """Validation accuracy of the model that was tested (with flip TTA if it was used), NaN if not recorded."""
     metrics = record["metrics"]
-    key = "val_accuracy_flip_tta" if metrics.get("flip_tta_used") else "final_val_accuracy"
+    tta = tta_used(metrics)
+    key = f"val_accuracy_{tta}_tta" if tta != "none" else "final_val_accuracy"
     value = metrics.get(key, math.nan)
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
 

@@ -170,3 +170,10 @@ def summarize(records: list[dict], metric: str = "test_accuracy"):
     out = grouped[metric].agg(["mean", "std", "count"]).rename(columns=lambda c: f"{metric}_{c}")
     out["wall_time_s_mean"] = grouped["wall_time_s"].mean()
     return out.reset_index()
+
+
+def tta_used(metrics: Mapping[str, Any]) -> str:
+    """The test-time augmentation a record's test score used (records before ``tta_used`` say ``flip_tta_used``)."""
+    if "tta_used" in metrics:
+        return metrics["tta_used"]
+    return "flip" if metrics.get("flip_tta_used") else "none"

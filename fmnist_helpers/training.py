@@ -22,6 +22,7 @@ import numpy as np
 from fmnist_helpers import paths
 from fmnist_helpers.config import PRECISIONS, RunConfig, machine_info, one_of
 from fmnist_helpers.data import FashionMNIST
+from fmnist_helpers.evaluation import predict_probabilities, translate
 from fmnist_helpers.results import load_record, record_result
 
 
@@ -156,7 +157,7 @@ def train_and_record(
     train_inputs: Any = None,
     params: dict | None = None,
     retrain: bool = False,
-    flip_tta: bool = False,
+    tta: Sequence[str] = (),
     **fit_kwargs: Any,
 ) -> TrainedModel:
     """Fit, evaluate once on the test set, save and record one model; reuse it if it finished earlier with the
@@ -175,8 +176,8 @@ def train_and_record(
         params: settings to store in the record next to the run's parameters; a finished run recorded with
             other values is trained again.
         retrain: ignore a finished record and train again in any case.
-        flip_tta: consider flip test-time augmentation (averaging predictions of each image and its mirror);
-            it is used on the test set only if it raises validation accuracy.
+        tta: test-time augmentations to consider, from :data:`TTA_VIEWS` (e.g. ``("flip", "flip_shift")``);
+            the test set is scored with whichever of them, or none, gives the highest validation accuracy.
         **fit_kwargs: passed to ``model.fit``.
     """
     from fmnist_helpers.config import set_seed
@@ -212,21 +213,22 @@ def train_and_record(
     epochs_run = len(history.history.get("loss", []))
     full_history = _read_epoch_log(epoch_log) or history.history
     metrics: dict[str, Any] = {}
-    use_tta = False
-    if flip_tta:  # decided on validation data: keep flip TTA only if it helps there
-        plain = float((predict(model, data.x_val).argmax(1) == data.y_val).mean())
-        flipped = float((predict(model, data.x_val, flip_tta=True).argmax(1) == data.y_val).mean())
-        use_tta = flipped > plain
-        metrics.update(val_accuracy_plain=plain, val_accuracy_flip_tta=flipped)
+    chosen_tta = "none"
+    if tta:  # decided on validation data: the test set is scored once, with the choice made here
+        val_scores = {choice: float((predict(model, data.x_val, tta=choice).argmax(1) == data.y_val).mean())
+                      for choice in ("none", *tta)}
+        chosen_tta = max(val_scores, key=val_scores.get)  # on a tie the first, i.e. the cheaper, choice
+        metrics.update(val_accuracy_plain=val_scores.pop("none"),
+                       **{f"val_accuracy_{choice}_tta": score for choice, score in val_scores.items()})
     # The test set, once, at the end.
-    probabilities = predict(model, data.x_test, flip_tta=use_tta)
-    metrics.update(score_probabilities(data.y_test, probabilities), flip_tta_used=use_tta)
+    probabilities = predict(model, data.x_test, tta=chosen_tta).astype(np.float32)  # as saved below
+    metrics.update(score_probabilities(data.y_test, probabilities), tta_used=chosen_tta)
     metrics["best_val_accuracy"] = float(max(full_history.get("val_accuracy", [np.nan])))
     metrics["final_val_accuracy"] = float(full_history.get("val_accuracy", [np.nan])[-1])
     metrics["final_train_accuracy"] = float(full_history.get("accuracy", [np.nan])[-1])
     save_model_atomically(model, saved)
     saved_probabilities = saved.with_name(f".{probabilities_file.name}.part.npy")
-    np.save(saved_probabilities, probabilities.astype(np.float32))
+    np.save(saved_probabilities, probabilities)
     os.replace(saved_probabilities, probabilities_file)
     # Training time over every session of a resumed run, not just the last one.
     total_time = float(sum(full_history.get("epoch_time_s", []))) or wall_time
@@ -246,13 +248,24 @@ def train_and_record(
     return TrainedModel(name, model, load_record(cfg, name, seed), probabilities)
 
 
-def predict(model: keras.Model, images: np.ndarray, flip_tta: bool = False, batch_size: int = 1024) -> np.ndarray:
-    """Class probabilities (float64); with ``flip_tta`` the mean over each image and its horizontal mirror."""
-    probabilities = np.asarray(model.predict(images, batch_size=batch_size, verbose=0), dtype=np.float64)
-    if flip_tta:
-        mirrored = np.asarray(model.predict(images[:, :, ::-1], batch_size=batch_size, verbose=0), dtype=np.float64)
-        probabilities = (probabilities + mirrored) / 2
-    return probabilities
+TTA_VIEWS = {  # test-time augmentation: the views of each image whose predictions are averaged, as (mirror, dx, dy)
+    "none": [(False, 0, 0)],
+    "flip": [(False, 0, 0), (True, 0, 0)],
+    "flip_shift": [(mirror, dx, dy) for mirror in (False, True)
+                   for dx, dy in ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))],
+}
+
+
+def predict(model: keras.Model, images: np.ndarray, tta: str = "none", batch_size: int = 1024) -> np.ndarray:
+    """Class probabilities (float64), averaged over the views of test-time augmentation ``tta``: ``"none"``;
+    ``"flip"``, the image and its horizontal mirror; ``"flip_shift"``, both of those and their one-pixel shifts
+    left, right, up and down (10 views; suits a model trained with flips and shifts)."""
+    views = TTA_VIEWS[one_of(TTA_VIEWS)("tta", tta)]
+    total = 0.0
+    for mirror, dx, dy in views:
+        view = images[:, :, ::-1] if mirror else images
+        total = total + predict_probabilities(model, translate(view, dx=dx, dy=dy) if dx or dy else view, batch_size)
+    return total / len(views)
 
 
 def _read_epoch_log(path: Path) -> dict[str, list[float]]:

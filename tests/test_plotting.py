@@ -69,6 +69,10 @@ def test_only_a_full_run_with_the_profiles_own_parameters_publishes_figures(monk
         fh.resolve_parameters("03_cnn", profiles, rules, profile="full", **{"epochs": None, "models": None, **changes})
         assert fh.figure_path("03_cnn_curves") == paths.runs_dir("full") / "figures" / "03_cnn_curves.png"
         assert "figures go to runs/full/figures/" in capsys.readouterr().out
+    fh.resolve_parameters("03_cnn", profiles, rules, profile="full", selectors=["models"], epochs=None, models="cnn")
+    assert config.publishes_figures(), "a parameter that only selects models does not block publishing"
+    fh.resolve_parameters("03_cnn", profiles, rules, profile="full", selectors=["models"], epochs=3, models="cnn")
+    assert not config.publishes_figures() and "changes epochs from" in capsys.readouterr().out
     fh.resolve_parameters("03_cnn", profiles, rules, profile="default", epochs=None, models=None)
     assert fh.figure_path("03_cnn_curves") == paths.runs_dir("default") / "figures" / "03_cnn_curves.png"
 

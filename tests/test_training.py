@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fmnist_helpers as fh
-from fmnist_helpers import training
+from fmnist_helpers import evaluation, training
 
 
 @pytest.fixture(scope="module")
@@ -78,13 +78,34 @@ def test_precision_policy():
         keras.mixed_precision.set_global_policy("float32")
 
 
-def test_flip_tta_is_decided_on_validation(cfg, small_data):
-    trained = training.train_and_record(cfg, "tta_mlp", build_mlp, small_data, epochs=1, batch_size=64, flip_tta=True)
+def test_tta_is_decided_on_validation(cfg, small_data):
+    trained = training.train_and_record(cfg, "tta_mlp", build_mlp, small_data, epochs=1, batch_size=64,
+                                        tta=["flip", "flip_shift"])
     metrics = trained.record["metrics"]
-    assert metrics["flip_tta_used"] == (metrics["val_accuracy_flip_tta"] > metrics["val_accuracy_plain"])
-    mirrored = training.predict(trained.model, small_data.x_test[:5, :, ::-1])
-    both = training.predict(trained.model, small_data.x_test[:5], flip_tta=True)
-    np.testing.assert_allclose(both, (training.predict(trained.model, small_data.x_test[:5]) + mirrored) / 2)
+    scores = {"none": metrics["val_accuracy_plain"], "flip": metrics["val_accuracy_flip_tta"],
+              "flip_shift": metrics["val_accuracy_flip_shift_tta"]}
+    assert metrics["tta_used"] == max(scores, key=scores.get) and fh.tta_used(metrics) == metrics["tta_used"]
+    chosen = training.predict(trained.model, small_data.x_test, tta=metrics["tta_used"])
+    assert metrics["test_accuracy"] == float(np.mean(chosen.argmax(1) == small_data.y_test))
+
+
+def test_tta_views_average_mirrors_and_shifts(cfg, small_data):
+    model = build_mlp()
+    x = small_data.x_test[:5]
+    plain = training.predict(model, x)
+    mirrored = training.predict(model, x[:, :, ::-1])
+    np.testing.assert_allclose(training.predict(model, x, tta="flip"), (plain + mirrored) / 2)
+    views = [evaluation.translate(image, dx=dx, dy=dy) for image in (x, x[:, :, ::-1])
+             for dx, dy in ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))]
+    expected = sum(training.predict(model, view) for view in views) / 10
+    np.testing.assert_allclose(training.predict(model, x, tta="flip_shift"), expected)
+    with pytest.raises(ValueError, match="tta must be one of"):
+        training.predict(model, x, tta="rotate")
+
+
+def test_records_before_tta_used_still_read():
+    assert fh.tta_used({"flip_tta_used": True}) == "flip"
+    assert fh.tta_used({"flip_tta_used": False}) == fh.tta_used({}) == "none"
 
 
 def test_changed_settings_compares_as_stored():
