@@ -183,6 +183,7 @@ def train_and_record(
     from fmnist_helpers.config import set_seed
 
     seed = cfg.seed if seed is None else seed
+    tta = [one_of(TTA_VIEWS)("tta", choice) for choice in ([tta] if isinstance(tta, str) else tta)]  # before training
     saved, probabilities_file, backup_dir = _run_paths(cfg, name, seed)
     settings = {"epochs": epochs, "batch_size": batch_size, **(params or {})}
     record = None if retrain else load_record(cfg, name, seed)

@@ -87,6 +87,9 @@ def test_tta_is_decided_on_validation(cfg, small_data):
     assert metrics["tta_used"] == max(scores, key=scores.get) and fh.tta_used(metrics) == metrics["tta_used"]
     chosen = training.predict(trained.model, small_data.x_test, tta=metrics["tta_used"])
     assert metrics["test_accuracy"] == float(np.mean(chosen.argmax(1) == small_data.y_test))
+    with pytest.raises(ValueError, match="tta must be one of"):  # checked before any training
+        training.train_and_record(cfg, "tta_typo", build_mlp, small_data, epochs=1, batch_size=64, tta="flips")
+    assert not training.model_path(cfg, "tta_typo").exists()
 
 
 def test_tta_views_average_mirrors_and_shifts(cfg, small_data):
