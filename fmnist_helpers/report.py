@@ -117,7 +117,8 @@ def _epochs(record: dict) -> float:
 
 
 def validation_accuracy(record: dict) -> float:
-    """Validation accuracy of the model that was tested (with flip TTA if it was used), NaN if not recorded."""
+    """Validation accuracy of the model that was tested (with the test-time augmentation its test score used, if
+    any), NaN if not recorded."""
     metrics = record["metrics"]
     tta = tta_used(metrics)
     key = f"val_accuracy_{tta}_tta" if tta != "none" else "final_val_accuracy"

@@ -89,7 +89,22 @@ def test_interrupted_run_resumes(tmp_path, isolated_outputs):
     ("learning_rate", 0, "learning_rate must be a positive number"),
     ("augment", "mixup", "augment must be one of 'flip', 'flip_shift_erase'; got 'mixup'"),
     ("ablations", "no_bn", "ablations: unknown 'no_bn'; valid names are bn_momentum_0.99, no_flip, constant_lr, float32"),
+    ("label_smoothing", 1.5, r"label_smoothing must be a number in \[0.0, 1.0\), got 1.5"),
+    ("batch_size", "big", "batch_size must be a positive integer"),
 ])
 def test_bad_parameters_fail_clearly(name, value, message):
     with pytest.raises(ValueError, match=message):
         resolve_notebook_parameters("03_cnn", **{name: value})
+
+
+def test_only_the_models_selection_keeps_a_full_run_publishing(monkeypatch):
+    """``-p models`` picks which models train, so a full run still publishes the figures it draws; ``-p epochs``
+    changes what they show, so that run writes to runs/full/figures/ instead."""
+    from fmnist_helpers import config
+
+    monkeypatch.delenv("FMNIST_QUICK", raising=False)
+    namespace = resolve_notebook_parameters("03_cnn", profile="full", models="workbook_cnn")
+    assert config.publishes_figures() and namespace["cfg"].epochs_workbook == 45
+    namespace = resolve_notebook_parameters("03_cnn", profile="full", models="workbook_cnn", epochs=3)
+    assert not config.publishes_figures() and namespace["cfg"].epochs_workbook == 3
+    assert "-p epochs 3" in namespace["cfg"].command()
