@@ -216,8 +216,9 @@ def train_and_record(
     metrics: dict[str, Any] = {}
     chosen_tta = "none"
     if tta:  # decided on validation data: the test set is scored once, with the choice made here
-        val_scores = {choice: float((predict(model, data.x_val, tta=choice).argmax(1) == data.y_val).mean())
-                      for choice in ("none", *tta)}
+        choices = ("none", *tta)
+        views = _view_probabilities(model, data.x_val, {view for choice in choices for view in TTA_VIEWS[choice]})
+        val_scores = {choice: float((_average(views, choice).argmax(1) == data.y_val).mean()) for choice in choices}
         chosen_tta = max(val_scores, key=val_scores.get)  # on a tie the first, i.e. the cheaper, choice
         metrics.update(val_accuracy_plain=val_scores.pop("none"),
                        **{f"val_accuracy_{choice}_tta": score for choice, score in val_scores.items()})
@@ -262,11 +263,21 @@ def predict(model: keras.Model, images: np.ndarray, tta: str = "none", batch_siz
     ``"flip"``, the image and its horizontal mirror; ``"flip_shift"``, both of those and their one-pixel shifts
     left, right, up and down (10 views; suits a model trained with flips and shifts)."""
     views = TTA_VIEWS[one_of(TTA_VIEWS)("tta", tta)]
-    total = 0.0
-    for mirror, dx, dy in views:
+    return _average(_view_probabilities(model, images, views, batch_size), tta)
+
+
+def _view_probabilities(model: keras.Model, images: np.ndarray, views, batch_size: int = 1024) -> dict:
+    """Class probabilities for each view ``(mirror, dx, dy)`` of the images, each view predicted once."""
+    def view_of(mirror: bool, dx: int, dy: int) -> np.ndarray:
         view = images[:, :, ::-1] if mirror else images
-        total = total + predict_probabilities(model, translate(view, dx=dx, dy=dy) if dx or dy else view, batch_size)
-    return total / len(views)
+        return translate(view, dx=dx, dy=dy) if dx or dy else view
+
+    return {view: predict_probabilities(model, view_of(*view), batch_size) for view in views}
+
+
+def _average(view_probabilities: dict, tta: str) -> np.ndarray:
+    """The mean of the view probabilities that test-time augmentation ``tta`` averages."""
+    return sum(view_probabilities[view] for view in TTA_VIEWS[tta]) / len(TTA_VIEWS[tta])
 
 
 def _read_epoch_log(path: Path) -> dict[str, list[float]]:
