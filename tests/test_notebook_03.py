@@ -88,7 +88,8 @@ def test_interrupted_run_resumes(tmp_path, isolated_outputs):
     ("models", "resnet", "unknown 'resnet'; valid names are seed000_cnn, seed003_cnn, workbook_cnn"),
     ("learning_rate", 0, "learning_rate must be a positive number"),
     ("augment", "mixup", "augment must be one of 'flip', 'flip_shift_erase'; got 'mixup'"),
-    ("ablations", "no_bn", "ablations: unknown 'no_bn'; valid names are bn_momentum_0.99, no_flip, constant_lr, float32, label_smoothing_0.1, no_weight_decay"),
+    ("ablations", "no_bn", "ablations: unknown 'no_bn'; valid names are bn_momentum_0.99, no_flip, constant_lr, "
+                           "float32, label_smoothing_0.1, no_weight_decay, pool_after_bn_relu"),
     ("label_smoothing", 1.5, r"label_smoothing must be a number in \[0.0, 1.0\), got 1.5"),
     ("batch_size", "big", "batch_size must be a positive integer"),
 ])
