@@ -44,6 +44,12 @@ def publishes_figures() -> bool:
     return _active_profile == "full" and not _active_changes
 
 
+def changed_parameters() -> tuple[str, ...]:
+    """The parameters the notebook being run sets to other values than its saved ``parameters`` cell and its
+    profile do (``-p`` changes such as ``epochs`` or ``seed``), leaving out those that only select models."""
+    return _active_changes
+
+
 # ---------------------------------------------------------------- validators
 Validator = Callable[[str, Any], Any]
 

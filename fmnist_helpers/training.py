@@ -145,6 +145,28 @@ def changed_settings(record: Mapping[str, Any] | None, settings: Mapping[str, An
     return changed
 
 
+def _discard_checkpoint_of_other_settings(backup_dir: Path, settings: Mapping[str, Any], label: str) -> None:
+    """Delete the checkpoint and epoch log an interrupted run left in ``backup_dir`` if that run used other
+    ``settings`` (say ``-p epochs 50`` after an interrupted 10-epoch run): resuming it would continue another
+    schedule, or fail on other weight shapes. Then note this run's settings beside its checkpoint."""
+    stamp = backup_dir / "settings.json"
+    wanted = json.loads(json.dumps(dict(settings), default=str))
+    if backup_dir.exists():
+        try:
+            previous = json.loads(stamp.read_text())
+        except (OSError, ValueError):
+            previous = {}
+        if previous != wanted:
+            changed = sorted(k for k in wanted.keys() | previous.keys() if previous.get(k) != wanted.get(k))
+            print(f"{label}: the interrupted run found in {backup_dir} used other settings "
+                  f"({', '.join(changed)}); it is discarded and training starts from epoch 1")
+            shutil.rmtree(backup_dir)
+    backup_dir.mkdir(parents=True, exist_ok=True)
+    part = stamp.with_name(f".{stamp.name}.{os.getpid()}.part")
+    part.write_text(json.dumps(wanted, indent=1))
+    os.replace(part, stamp)
+
+
 def train_and_record(
     cfg: RunConfig,
     name: str,
@@ -199,7 +221,7 @@ def train_and_record(
     set_seed(seed)
     model = build_model()
     train_size = len(data.y_train)
-    backup_dir.mkdir(parents=True, exist_ok=True)
+    _discard_checkpoint_of_other_settings(backup_dir, {**settings, "train_size": train_size}, f"{name} (seed {seed})")
     epoch_log = backup_dir / "history.csv"  # survives interruptions, so the record keeps every epoch
     all_callbacks = [EpochLog(), keras.callbacks.CSVLogger(str(epoch_log), append=True),
                      keras.callbacks.BackupAndRestore(str(backup_dir / "state")), *callbacks]

@@ -68,6 +68,16 @@ def test_resume_after_interruption(cfg, small_data):
     assert uninterrupted.record["epochs_run"] == 4
 
 
+def test_interrupted_run_with_other_settings_starts_afresh(cfg, small_data, capsys):
+    with pytest.raises(KeyboardInterrupt):
+        training.train_and_record(cfg, "changed", build_mlp, small_data, epochs=4, batch_size=64,
+                                  callbacks=[Interrupt()])
+    rerun = training.train_and_record(cfg, "changed", build_mlp, small_data, epochs=3, batch_size=64)
+    assert "used other settings (epochs); it is discarded" in capsys.readouterr().out
+    assert rerun.record["epochs_in_last_session"] == 3  # not resumed from the 4-epoch run's checkpoint
+    assert rerun.record["epochs_run"] == 3 and len(rerun.history["loss"]) == 3  # and no epochs of it in the log
+
+
 def test_precision_policy():
     try:
         assert training.use_precision("float32") == "float32"
