@@ -19,7 +19,7 @@ _HOME = {  # public name -> the submodule that defines it
     **dict.fromkeys(["CLASS_NAMES", "NUM_CLASSES", "DataError", "FashionMNIST", "load_fashion_mnist", "stratified_subset"], "data"),
     **dict.fromkeys(["color_for", "figure_path", "plot_confusion_matrix", "plot_history", "plot_image_grid",
                      "save_fig"], "plotting"),
-    **dict.fromkeys(["load_record", "load_records", "record_result", "records_frame", "summarize",
+    **dict.fromkeys(["load_record", "load_records", "record_result", "records_frame", "run_seed", "summarize",
                      "train_seconds", "tta_used"], "results"),
     **dict.fromkeys(["TrainedModel", "augmentation_layers", "model_path", "predict", "train_and_record",
                      "use_precision"],

@@ -6,6 +6,7 @@ Probabilities are arrays of shape ``(n_samples, n_classes)`` whose rows sum to 1
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -142,7 +143,12 @@ def fit_temperature(y_val: Any, val_probabilities: Any, bounds: tuple[float, flo
     p, y = check_probabilities(val_probabilities, y_val)
     result = minimize_scalar(lambda log_t: negative_log_likelihood(y, apply_temperature(p, np.exp(log_t))),
                              bounds=np.log(bounds), method="bounded", options={"xatol": 1e-5})
-    return float(np.exp(result.x))
+    temperature = float(np.exp(result.x))
+    if min(abs(result.x - np.log(bounds[0])), abs(result.x - np.log(bounds[1]))) < 1e-3:
+        warnings.warn(f"the fitted temperature {temperature:.3g} sits at a bound of its search {bounds}: the "
+                      f"validation NLL still falls beyond it, so the model's probabilities are too far off for one "
+                      f"temperature to fix (is it trained, and are these its validation images?)", stacklevel=2)
+    return temperature
 
 
 # ---------------------------------------------------------------- errors

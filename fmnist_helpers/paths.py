@@ -50,3 +50,9 @@ def models_dir(profile: str) -> Path:
 def checkpoints_dir(profile: str) -> Path:
     """Backup-and-restore state of interrupted training runs (git-ignored)."""
     return runs_dir(profile) / "checkpoints"
+
+
+def repo_relative(path: Path | str) -> str:
+    """``path`` relative to the repository when it lies inside it (as records store model files), else absolute."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)

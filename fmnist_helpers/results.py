@@ -86,6 +86,7 @@ def record_result(
         "model": model,
         "profile": cfg.profile,
         "seed": int(seed),
+        "run_seed": int(cfg.seed),  # the run's seed, which split the data; differs from seed for extra seeds
         "params": _jsonable({**cfg.values, **(params or {}), "seed": int(seed)}),
         "metrics": _jsonable(dict(metrics)),
         "history": _jsonable(dict(history or {})),
@@ -170,6 +171,16 @@ def summarize(records: list[dict], metric: str = "test_accuracy"):
     out = grouped[metric].agg(["mean", "std", "count"]).rename(columns=lambda c: f"{metric}_{c}")
     out["wall_time_s_mean"] = grouped["wall_time_s"].mean()
     return out.reset_index()
+
+
+def run_seed(record: Mapping[str, Any]) -> int:
+    """The seed of the run that trained a model, which is the seed its train/validation split was drawn with.
+    It differs from the model's own ``seed`` for the extra seeds of a multi-seed run. Records written before
+    ``run_seed`` was stored give it in their reproduce ``command`` (``-p seed N``; absent means 0)."""
+    if "run_seed" in record:
+        return int(record["run_seed"])
+    match = re.search(r"(?:^|\s)-p seed (\d+)(?:\s|$)", record.get("command") or "")
+    return int(match.group(1)) if match else 0
 
 
 def tta_used(metrics: Mapping[str, Any]) -> str:

@@ -263,8 +263,7 @@ def train_and_record(
         epochs_in_last_session=epochs_run, train_size=train_size,
         images_per_s=round(train_size * epochs_run / wall_time, 1) if epochs_run else None,
         last_session_wall_time_s=round(wall_time, 3),
-        precision=keras.mixed_precision.global_policy().name, model_file=str(saved.relative_to(paths.REPO_ROOT))
-        if saved.is_relative_to(paths.REPO_ROOT) else str(saved),
+        precision=keras.mixed_precision.global_policy().name, model_file=paths.repo_relative(saved),
     )
     shutil.rmtree(backup_dir, ignore_errors=True)
     print(f"{name} (seed {seed}): test accuracy {metrics['test_accuracy']:.4f} · {total_time / 60:.1f} min · "

@@ -90,6 +90,12 @@ def test_fit_temperature_by_hand():
     assert ev.fit_temperature([0, 0, 1], p) == pytest.approx(2.0, abs=1e-3)
 
 
+def test_fit_temperature_warns_at_a_bound_of_its_search():
+    # Three images predicted [0.8, 0.2], all wrong: the NLL falls for ever larger T, so the search ends at 20.
+    with pytest.warns(UserWarning, match="sits at a bound of its search"):
+        assert ev.fit_temperature([1, 1, 1], np.tile([0.8, 0.2], (3, 1))) == pytest.approx(20.0, rel=1e-3)
+
+
 def test_fit_temperature_recovers_an_overconfident_model():
     # Labels drawn from softmax(z); the "model" reports softmax(3 z). Scaling by T = 3 undoes it.
     rng = np.random.default_rng(0)

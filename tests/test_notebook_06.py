@@ -65,7 +65,8 @@ def test_saved_model_is_found_and_checked_against_its_probabilities(run):
 def test_missing_model_gets_a_stand_in_with_a_warning(run):
     root, _, text = run
     assert "STAND-IN: no saved MLP was found" in text and "STAND-IN: no saved CNN" not in text
-    assert "papermill notebooks/02_mlp_baselines.ipynb out.ipynb -p profile quick -p models workbook_mlp" in text
+    assert ("papermill notebooks/02_mlp_baselines.ipynb out.ipynb -p profile quick -p seed 0 -p models workbook_mlp "
+            "-p sweeps none -p ablations none") in text  # the model alone, at the analysed seed
     # The stand-in is saved for re-runs, but it is a placeholder: no results record of its own.
     assert [p.name for p in (root / "models").glob("06_error_analysis__standin_*.keras")] == [
         "06_error_analysis__standin_mlp_1ep_2000img__seed0.keras"]
@@ -82,12 +83,25 @@ def test_records_are_machine_readable(run):
     assert all("test_accuracy" not in r["metrics"] and r["family"] == "analysis" for r in records.values())
     assert calibration["metrics"]["temperature"] > 0 and calibration["stand_in"] is False
     assert calibration["params"]["validation_images"] == 6000  # the split named in the model's record
+    assert calibration["model_profile"] == "quick" and records["calibration_standin_mlp"]["model_profile"] == "quick"
     assert records["calibration_standin_mlp"]["stand_in"] is True
     comparison = records["comparison_workbook_cnn_vs_standin_mlp"]["metrics"]
     assert 0 <= comparison["mcnemar_pvalue"] <= 1 and comparison["ci95_low"] <= comparison["ci95_high"]
     robustness = records["robustness_standin_mlp"]["metrics"]
     assert {"clean", "shift_dx_minus1px", "noise_sigma0.1", "horizontal_flip", "flip_TTA"} <= set(robustness)
     assert records["robustness_workbook_cnn"]["trained_with_flips"] is True
+
+
+def test_validation_size_beyond_the_models_own_split_stops_with_clear_error(run, tmp_path, monkeypatch):
+    """More validation images than the model was trained without would fit the temperature on training images."""
+    import papermill as pm
+
+    root, _, _ = run
+    monkeypatch.setenv("FMNIST_OUTPUT_DIR", str(root.parent))
+    monkeypatch.setenv("FMNIST_QUICK", "1")
+    with pytest.raises(pm.PapermillExecutionError, match="validation_size=7000, but workbook_cnn was trained without "
+                                                          "only 6000 images"):
+        execute_notebook("06_error_analysis", tmp_path, validation_size=7000)
 
 
 def test_stand_in_beats_chance(run):

@@ -28,6 +28,19 @@ def test_record_roundtrip(cfg, isolated_outputs):
     assert fh.load_record(cfg, "workbook_cnn", seed=1) is None
 
 
+def test_run_seed_is_the_seed_that_split_the_data(cfg, isolated_outputs):
+    extra_seed = json.loads(fh.record_result(cfg, "workbook_mlp", {"test_accuracy": 0.9}, 1.0, seed=2).read_text())
+    assert extra_seed["seed"] == 2 and fh.run_seed(extra_seed) == 0  # a replica of a seed-0 run: split by seed 0
+    older = {"seed": 2, "command": "papermill notebooks/02_mlp_baselines.ipynb out.ipynb -p profile full -p seed 1"}
+    assert fh.run_seed(older) == 1 and fh.run_seed({"seed": 2, "command": "papermill a.ipynb out.ipynb"}) == 0
+    assert fh.run_seed({"command": "papermill a.ipynb out.ipynb -p seeds 3"}) == 0
+
+
+def test_repo_relative_paths():
+    assert paths.repo_relative(paths.RESULTS_DIR / "full") == "results/full"
+    assert paths.repo_relative("/tmp/elsewhere/model.keras") == "/tmp/elsewhere/model.keras"
+
+
 def test_summary_over_seeds(cfg):
     for seed, accuracy in [(0, 0.90), (1, 0.92), (2, 0.94)]:
         fh.record_result(cfg, "workbook_cnn", {"test_accuracy": accuracy}, wall_time_s=10, seed=seed)
