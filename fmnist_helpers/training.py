@@ -23,7 +23,7 @@ from fmnist_helpers import paths
 from fmnist_helpers.config import PRECISIONS, RunConfig, machine_info, one_of
 from fmnist_helpers.data import FashionMNIST
 from fmnist_helpers.evaluation import predict_probabilities, translate
-from fmnist_helpers.results import load_record, record_result
+from fmnist_helpers.results import load_record, record_result, run_seed
 
 
 def use_precision(mode: str = "auto") -> str:
@@ -210,6 +210,8 @@ def train_and_record(
     settings = {"epochs": epochs, "batch_size": batch_size, **(params or {})}
     record = None if retrain else load_record(cfg, name, seed)
     changed = changed_settings(record, settings, len(data.y_train))
+    if record is not None and run_seed(record) != cfg.seed:  # trained on the split of another run's seed
+        changed.append("run_seed")
     if changed:
         print(f"{name} (seed {seed}): recorded with other settings ({', '.join(changed)}); training again")
         record = None

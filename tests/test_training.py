@@ -78,6 +78,17 @@ def test_interrupted_run_with_other_settings_starts_afresh(cfg, small_data, caps
     assert rerun.record["epochs_run"] == 3 and len(rerun.history["loss"]) == 3  # and no epochs of it in the log
 
 
+def test_a_model_trained_on_another_runs_split_is_trained_again(cfg, small_data, capsys, monkeypatch):
+    replica = training.train_and_record(cfg, "split_mlp", build_mlp, small_data, epochs=1, batch_size=64, seed=1)
+    assert replica.record["seed"] == 1 and replica.record["run_seed"] == 0  # the extra seed of a seed-0 run
+    seed_1 = fh.resolve_parameters("99_test", {"default": {"epochs": 3}}, {"epochs": fh.positive_int}, epochs=None,
+                                   seed=1)
+    capsys.readouterr()
+    again = training.train_and_record(seed_1, "split_mlp", build_mlp, small_data, epochs=1, batch_size=64)
+    assert "recorded with other settings (run_seed); training again" in capsys.readouterr().out
+    assert again.record["run_seed"] == 1
+
+
 def test_precision_policy():
     try:
         assert training.use_precision("float32") == "float32"
