@@ -180,3 +180,23 @@ def plot_accuracy_vs_gap(summary, x: str = "gap", y: str = "test_accuracy", ax: 
     ax.set(xlabel=f"{x} (mean ± std over seeds)", ylabel=f"{y} (mean ± std over seeds)")
     ax.grid(alpha=0.3)
     return ax
+
+
+def paired_verdicts(runs, metric: str, higher_is_better: bool, baseline: str = "none"):
+    """Per variant: the mean and the std over seeds of its ``metric`` minus the ``baseline``'s on the same seed
+    (paired: both started from that seed's weights), and a verdict, ``better`` or ``worse`` when the mean
+    difference is larger than that std (two seeds at least), else ``inconclusive``.
+
+    ``runs`` has one row per run with the columns ``variant``, ``seed`` and ``metric``; the result keeps the
+    variants in their first-appearance order, without the baseline.
+    """
+    import pandas as pd
+
+    per_seed = runs.pivot(index="seed", columns="variant", values=metric)
+    differences = per_seed.drop(columns=baseline).sub(per_seed[baseline], axis=0)
+    out = pd.DataFrame({"difference": differences.mean(), "seed_std": differences.std(), "seeds": differences.count()})
+    out = out.loc[[v for v in dict.fromkeys(runs["variant"]) if v != baseline]]
+    clear = (out["difference"].abs() > out["seed_std"]) & (out["seeds"] >= 2)
+    good = (out["difference"] > 0) == higher_is_better
+    out["verdict"] = np.where(~clear, "inconclusive", np.where(good, "better", "worse"))
+    return out[["difference", "seed_std", "verdict"]]

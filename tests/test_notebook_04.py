@@ -152,3 +152,19 @@ def test_count_or_seeds(value, first, seeds):
 def test_count_or_seeds_rejects(value):
     with pytest.raises(ValueError, match="seeds"):
         regularization.count_or_seeds("seeds", value)
+
+
+def test_paired_verdicts_compare_each_seed_with_its_own_baseline():
+    import pandas as pd
+
+    # The seeds differ a lot (0.80 vs 0.90), the variant beats the baseline by 0.01 on each: a clear paired win,
+    # which unpaired stds of about 0.07 would have hidden. "noisy" wins on one seed and loses on the other.
+    runs = pd.DataFrame({"variant": ["none", "none", "better", "better", "noisy", "noisy"], "seed": [0, 1] * 3,
+                         "acc": [0.80, 0.90, 0.81, 0.91, 0.85, 0.85]})
+    table = regularization.paired_verdicts(runs, "acc", higher_is_better=True)
+    assert list(table.index) == ["better", "noisy"]
+    assert table.loc["better", "difference"] == pytest.approx(0.01) and table.loc["better", "verdict"] == "better"
+    assert table.loc["noisy", "verdict"] == "inconclusive"
+    assert regularization.paired_verdicts(runs, "acc", higher_is_better=False).loc["better", "verdict"] == "worse"
+    one_seed = regularization.paired_verdicts(runs[runs.seed == 0], "acc", higher_is_better=True)
+    assert (one_seed["verdict"] == "inconclusive").all()  # no spread, no verdict
