@@ -226,7 +226,8 @@ def train_and_record(
     _discard_checkpoint_of_other_settings(backup_dir, {**settings, "train_size": train_size}, f"{name} (seed {seed})")
     epoch_log = backup_dir / "history.csv"  # survives interruptions, so the record keeps every epoch
     all_callbacks = [EpochLog(), keras.callbacks.CSVLogger(str(epoch_log), append=True),
-                     keras.callbacks.BackupAndRestore(str(backup_dir / "state")), *callbacks]
+                     keras.callbacks.BackupAndRestore(str(backup_dir / "state")), keras.callbacks.TerminateOnNaN(),
+                     *callbacks]
     start = time.perf_counter()
     if train_inputs is None:
         history = model.fit(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), epochs=epochs,
@@ -237,6 +238,12 @@ def train_and_record(
     wall_time = time.perf_counter() - start
     epochs_run = len(history.history.get("loss", []))
     full_history = _read_epoch_log(epoch_log) or history.history
+    diverged = not np.all(np.isfinite(full_history.get("loss", [])))
+    if diverged:
+        print(f"{name} (seed {seed}): training diverged (the loss became NaN or infinite in epoch "
+              f"{len(full_history['loss'])}), which usually means the learning rate is too high for this model; "
+              f"it is recorded as diverged, scored as a model that knows nothing (equal probabilities)")
+        full_history = {k: [float(v) if np.isfinite(v) else None for v in values] for k, values in full_history.items()}
     metrics: dict[str, Any] = {}
     chosen_tta = "none"
     if tta:  # decided on validation data: the test set is scored once, with the choice made here
@@ -247,9 +254,9 @@ def train_and_record(
         metrics.update(val_accuracy_plain=val_scores.pop("none"),
                        **{f"val_accuracy_{choice}_tta": score for choice, score in val_scores.items()})
     # The test set, once, at the end.
-    probabilities = predict(model, data.x_test, tta=chosen_tta).astype(np.float32)  # as saved below
+    probabilities = uniform_where_not_finite(predict(model, data.x_test, tta=chosen_tta)).astype(np.float32)
     metrics.update(score_probabilities(data.y_test, probabilities), tta_used=chosen_tta)
-    metrics["best_val_accuracy"] = float(max(full_history.get("val_accuracy", [np.nan])))
+    metrics["best_val_accuracy"] = float(np.nanmax(np.array(full_history.get("val_accuracy", [np.nan]), float)))
     metrics["final_val_accuracy"] = float(full_history.get("val_accuracy", [np.nan])[-1])
     metrics["final_train_accuracy"] = float(full_history.get("accuracy", [np.nan])[-1])
     save_model_atomically(model, saved)
@@ -266,6 +273,7 @@ def train_and_record(
         images_per_s=round(train_size * epochs_run / wall_time, 1) if epochs_run else None,
         last_session_wall_time_s=round(wall_time, 3),
         precision=keras.mixed_precision.global_policy().name, model_file=paths.repo_relative(saved),
+        **({"diverged": True} if diverged else {}),
     )
     shutil.rmtree(backup_dir, ignore_errors=True)
     print(f"{name} (seed {seed}): test accuracy {metrics['test_accuracy']:.4f} · {total_time / 60:.1f} min · "
@@ -315,10 +323,20 @@ def _read_epoch_log(path: Path) -> dict[str, list[float]]:
     return {k: [float(rows[e][k]) for e in sorted(rows)] for k in keys}
 
 
+def uniform_where_not_finite(probabilities: np.ndarray) -> np.ndarray:
+    """``probabilities`` with every row that holds a NaN or an infinity (the output of a diverged network)
+    replaced by equal probabilities for all classes: the prediction of a model that knows nothing."""
+    probabilities = np.asarray(probabilities)
+    finite = np.isfinite(probabilities).all(axis=1, keepdims=True)
+    return np.where(finite, probabilities, 1.0 / probabilities.shape[1])
+
+
 def score_probabilities(y_true: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
-    """Accuracy and cross-entropy of predicted probabilities, from ``sklearn.metrics``."""
+    """Accuracy and cross-entropy of predicted probabilities, from ``sklearn.metrics`` (rows that are not finite
+    count as equal probabilities, see :func:`uniform_where_not_finite`)."""
     from sklearn.metrics import accuracy_score, log_loss
 
+    probabilities = uniform_where_not_finite(probabilities)
     probabilities = np.clip(probabilities, 1e-7, 1)
     probabilities = probabilities / probabilities.sum(axis=1, keepdims=True)  # bf16 softmax sums drift from 1
     return {"test_accuracy": float(accuracy_score(y_true, probabilities.argmax(axis=1))),

@@ -89,6 +89,19 @@ def test_a_model_trained_on_another_runs_split_is_trained_again(cfg, small_data,
     assert again.record["run_seed"] == 1
 
 
+def test_a_diverged_run_is_recorded_not_crashed(cfg, small_data, capsys):
+    def build_exploding_mlp():
+        model = build_mlp()
+        model.compile(optimizer=keras.optimizers.SGD(1e12), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+    run = training.train_and_record(cfg, "exploding", build_exploding_mlp, small_data, epochs=3, batch_size=64)
+    assert "training diverged" in capsys.readouterr().out and run.record["diverged"] is True
+    assert run.record["epochs_run"] < 3 or None in run.history["loss"]  # stopped by TerminateOnNaN
+    assert run.record["metrics"]["test_loss"] == pytest.approx(np.log(10))  # equal probabilities for 10 classes
+    assert np.isfinite(run.test_probabilities).all() and fh.load_record(cfg, "exploding")["diverged"] is True
+
+
 def test_precision_policy():
     try:
         assert training.use_precision("float32") == "float32"
