@@ -216,9 +216,13 @@ def train_and_record(
         print(f"{name} (seed {seed}): recorded with other settings ({', '.join(changed)}); training again")
         record = None
     if record is not None and saved.is_file() and probabilities_file.is_file():
-        print(f"{name} (seed {seed}): finished earlier, loading {saved.name} "
-              f"(test accuracy {record['metrics']['test_accuracy']:.4f})")
-        return TrainedModel(name, keras.models.load_model(saved), record, np.load(probabilities_file))
+        saved_probabilities = np.load(probabilities_file)
+        if len(saved_probabilities) == len(data.y_test):
+            print(f"{name} (seed {seed}): finished earlier, loading {saved.name} "
+                  f"(test accuracy {record['metrics']['test_accuracy']:.4f})")
+            return TrainedModel(name, keras.models.load_model(saved), record, saved_probabilities)
+        print(f"{name} (seed {seed}): recorded on {len(saved_probabilities):,} test images, this run has "
+              f"{len(data.y_test):,}; training again")
 
     set_seed(seed)
     model = build_model()

@@ -102,6 +102,15 @@ def test_a_diverged_run_is_recorded_not_crashed(cfg, small_data, capsys):
     assert np.isfinite(run.test_probabilities).all() and fh.load_record(cfg, "exploding")["diverged"] is True
 
 
+def test_a_model_recorded_on_another_test_slice_is_trained_again(cfg, small_data, capsys):
+    training.train_and_record(cfg, "slice_mlp", build_mlp, small_data, epochs=1, batch_size=64)
+    fewer_test_images = fh.load_fashion_mnist(train_size=600, test_size=100, validation_size=200, seed=0)
+    capsys.readouterr()
+    again = training.train_and_record(cfg, "slice_mlp", build_mlp, fewer_test_images, epochs=1, batch_size=64)
+    assert "recorded on 200 test images, this run has 100; training again" in capsys.readouterr().out
+    assert len(again.test_probabilities) == 100
+
+
 def test_precision_policy():
     try:
         assert training.use_precision("float32") == "float32"
