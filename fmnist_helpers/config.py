@@ -63,6 +63,16 @@ def positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
+def int_between(low: int, high: int, why: str = "") -> Validator:
+    """Validator for an integer in ``[low, high]``; ``why`` says what the bounds protect, for the error."""
+    def check(name: str, value: Any) -> int:
+        number = positive_int(name, value) if low > 0 else non_negative_int(name, value)
+        if not low <= number <= high:
+            raise ValueError(f"{name} must be between {low:,} and {high:,}{f' ({why})' if why else ''}, got {value!r}")
+        return number
+    return check
+
+
 def non_negative_int(name: str, value: Any) -> int:
     """Accept an integer >= 0, such as a seed."""
     if isinstance(value, str) and value.strip().isdigit():

@@ -89,3 +89,12 @@ def test_machine_info_and_versions():
     info = fh.machine_info()
     assert info["cores"] >= 1 and isinstance(info["bf16"], bool) and info["cpu"]
     assert "tensorflow" in config.library_versions()
+
+
+def test_int_between_names_the_bounds_and_why():
+    check = fh.int_between(40, 10_000, "t-SNE needs it")
+    assert check("tsne_samples", "300") == 300 and check("tsne_samples", 40) == 40
+    with pytest.raises(ValueError, match=r"tsne_samples must be between 40 and 10,000 \(t-SNE needs it\), got 3"):
+        check("tsne_samples", 3)
+    with pytest.raises(ValueError, match="must be a positive integer"):
+        check("tsne_samples", -3)

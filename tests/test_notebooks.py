@@ -23,6 +23,18 @@ def test_bad_parameter_stops_with_clear_error(tmp_path):
         execute("01_data_exploration", tmp_path, validation_size=-3)
 
 
+@pytest.mark.parametrize("name, value, message", [
+    ("tsne_samples", 3, "tsne_samples must be between 40 and 10,000"),
+    ("tsne_samples", 60_000, "tsne_samples must be between 40 and 10,000"),
+    ("validation_size", 55_000, "validation_size must be between 10 and 50,000"),
+])
+def test_01_rejects_sizes_its_methods_cannot_use(name, value, message):
+    from notebook_support import resolve_notebook_parameters
+
+    with pytest.raises(ValueError, match=message):
+        resolve_notebook_parameters("01_data_exploration", **{name: value})
+
+
 def test_01_writes_every_figure_and_no_tracked_file(tmp_path, monkeypatch):
     """Notebook 01 with the real default output locations: every figure is written under the git-ignored
     ``runs/quick/``, and no tracked file changes."""
