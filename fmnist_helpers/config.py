@@ -45,8 +45,9 @@ def publishes_figures() -> bool:
 
 
 def changed_parameters() -> tuple[str, ...]:
-    """The parameters the notebook being run sets to other values than its saved ``parameters`` cell and its
-    profile do (``-p`` changes such as ``epochs`` or ``seed``), leaving out those that only select models."""
+    """The parameters whose values in the notebook being run differ from those it runs with as saved (the
+    literals of its ``parameters`` cell, or the profile's where the cell says ``None``): ``-p`` changes such as
+    ``epochs`` or ``seed``. Parameters that only select models are left out."""
     return _active_changes
 
 

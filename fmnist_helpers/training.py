@@ -242,10 +242,11 @@ def train_and_record(
     wall_time = time.perf_counter() - start
     epochs_run = len(history.history.get("loss", []))
     full_history = _read_epoch_log(epoch_log) or history.history
-    diverged = not np.all(np.isfinite(full_history.get("loss", [])))
+    finite_loss = np.isfinite(full_history.get("loss", []))
+    diverged = not finite_loss.all()
     if diverged:
         print(f"{name} (seed {seed}): training diverged (the loss became NaN or infinite in epoch "
-              f"{len(full_history['loss'])}), which usually means the learning rate is too high for this model; "
+              f"{int(np.argmin(finite_loss)) + 1}), which usually means the learning rate is too high for this model; "
               f"it is recorded as diverged, scored as a model that knows nothing (equal probabilities)")
         full_history = {k: [float(v) if np.isfinite(v) else None for v in values] for k, values in full_history.items()}
     metrics: dict[str, Any] = {}
