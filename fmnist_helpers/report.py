@@ -293,8 +293,8 @@ def seed_table(best: pd.DataFrame, notebooks: Iterable[str] = ()) -> pd.DataFram
 def best_of_family(members: pd.DataFrame) -> pd.Series:
     """The family's best model, chosen on validation accuracy so that the test set stays unused for selection.
 
-    Members without a validation score (the scikit-learn baselines) are ranked by test accuracy, but only when
-    no member of the family has one.
+    Members without a validation score (records written before the scikit-learn baselines stored one) are ranked
+    by test accuracy, but only when no member of the family has one.
     """
     key = "val_mean" if members["val_mean"].notna().any() else "mean"
     ranked = members.dropna(subset=[key]) if key == "val_mean" else members
@@ -446,8 +446,8 @@ def render_results(inputs: Inputs) -> str:
         "exist, else the default profile (labelled). Mean ± standard deviation over seeds; train time is the mean "
         "wall-clock training time per seed on the CPU above.\n\n" + markdown_table(seed_table(best, inputs.notebooks)),
         "### Best model per family\n\nThe best model of each family is the one with the highest validation "
-        "accuracy (the classical baselines, which record none, by test accuracy); its test accuracy is then "
-        "read once.\n\n" + markdown_table(family_table(best, inputs.notebooks)) + "\n\n"
+        "accuracy (the scikit-learn baselines included); its test accuracy is then read once. A family whose "
+        "records hold no validation score would be ranked by test accuracy.\n\n" + markdown_table(family_table(best, inputs.notebooks)) + "\n\n"
         f"References ({reference.PAPER}; {reference.HUMAN.source}):\n\n" + markdown_table(references_table(best)),
     ]
     if not best.empty:
