@@ -78,7 +78,7 @@ def run_sklearn_baseline(cfg: RunConfig, name: str, estimator, data: FashionMNIS
     subset = stratified_subset(data, train_size, seed)
     settings = {"estimator": type(estimator).__name__, **_estimator_settings(estimator)}
     record = load_record(cfg, name, seed)
-    if (record is not None and not changed_settings(record, settings, len(subset.y_train))
+    if (record is not None and not changed_settings(record, settings, len(subset.y_train), split_seed=cfg.seed)
             and "final_val_accuracy" in record["metrics"]):
         print(f"{name}: finished earlier (test accuracy {record['metrics']['test_accuracy']:.4f}, "
               f"{len(subset.y_train):,} training images)")

@@ -21,7 +21,7 @@ import numpy as np
 
 from fmnist_helpers import paths
 from fmnist_helpers.config import PRECISIONS, RunConfig, machine_info, one_of
-from fmnist_helpers.data import FashionMNIST
+from fmnist_helpers.data import FashionMNIST, atomic_write
 from fmnist_helpers.evaluation import predict_probabilities, translate
 from fmnist_helpers.results import load_record, record_result, run_seed
 
@@ -129,11 +129,12 @@ def initial_weights_path(profile: str, notebook: str, tag: str, seed: int) -> Pa
 
 
 def changed_settings(record: Mapping[str, Any] | None, settings: Mapping[str, Any],
-                     train_size: int | None = None) -> list[str]:
+                     train_size: int | None = None, split_seed: int | None = None) -> list[str]:
     """The settings in which a finished ``record`` differs from ``settings`` (``[]``: the run can be reused).
 
     Values are compared as the JSON record stores them (tuples as lists); a setting the record lacks counts as
-    changed, and so does another training-set size.
+    changed, and so does another training-set size, or a data split drawn by another run's seed (``run_seed``,
+    see :func:`fmnist_helpers.results.run_seed`).
     """
     if record is None:
         return []
@@ -142,6 +143,8 @@ def changed_settings(record: Mapping[str, Any] | None, settings: Mapping[str, An
     changed = [name for name, value in wanted.items() if recorded.get(name, missing) != value]
     if train_size is not None and record.get("train_size") != train_size:
         changed.append("train_size")
+    if split_seed is not None and run_seed(record) != split_seed:
+        changed.append("run_seed")
     return changed
 
 
@@ -161,10 +164,7 @@ def _discard_checkpoint_of_other_settings(backup_dir: Path, settings: Mapping[st
             print(f"{label}: the interrupted run found in {backup_dir} used other settings "
                   f"({', '.join(changed)}); it is discarded and training starts from epoch 1")
             shutil.rmtree(backup_dir)
-    backup_dir.mkdir(parents=True, exist_ok=True)
-    part = stamp.with_name(f".{stamp.name}.{os.getpid()}.part")
-    part.write_text(json.dumps(wanted, indent=1))
-    os.replace(part, stamp)
+    atomic_write(stamp, lambda handle: handle.write(json.dumps(wanted, indent=1).encode()))
 
 
 def train_and_record(
@@ -209,9 +209,7 @@ def train_and_record(
     saved, probabilities_file, backup_dir = _run_paths(cfg, name, seed)
     settings = {"epochs": epochs, "batch_size": batch_size, **(params or {})}
     record = None if retrain else load_record(cfg, name, seed)
-    changed = changed_settings(record, settings, len(data.y_train))
-    if record is not None and run_seed(record) != cfg.seed:  # trained on the split of another run's seed
-        changed.append("run_seed")
+    changed = changed_settings(record, settings, len(data.y_train), split_seed=cfg.seed)
     if changed:
         print(f"{name} (seed {seed}): recorded with other settings ({', '.join(changed)}); training again")
         record = None
@@ -337,11 +335,9 @@ def uniform_where_not_finite(probabilities: np.ndarray) -> np.ndarray:
 
 
 def score_probabilities(y_true: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
-    """Accuracy and cross-entropy of predicted probabilities, from ``sklearn.metrics`` (rows that are not finite
-    count as equal probabilities, see :func:`uniform_where_not_finite`)."""
+    """Accuracy and cross-entropy of predicted probabilities, from ``sklearn.metrics``."""
     from sklearn.metrics import accuracy_score, log_loss
 
-    probabilities = uniform_where_not_finite(probabilities)
     probabilities = np.clip(probabilities, 1e-7, 1)
     probabilities = probabilities / probabilities.sum(axis=1, keepdims=True)  # bf16 softmax sums drift from 1
     return {"test_accuracy": float(accuracy_score(y_true, probabilities.argmax(axis=1))),

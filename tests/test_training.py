@@ -160,6 +160,8 @@ def test_changed_settings_compares_as_stored():
     assert training.changed_settings(record, {"epochs": 10, "l2": None, "hidden": (256, 128)}, 55000) == []
     assert training.changed_settings(record, {"epochs": 5, "l2": 0.001, "patience": 3}, 1000) == [
         "epochs", "l2", "patience", "train_size"]
+    assert training.changed_settings(record, {"epochs": 10}, split_seed=0) == []  # no -p seed in its command: 0
+    assert training.changed_settings({**record, "run_seed": 1}, {"epochs": 10}, split_seed=0) == ["run_seed"]
 
 
 def test_finished_run_with_other_settings_is_trained_again(cfg, small_data, capsys):
