@@ -363,32 +363,42 @@ def plot_hyperparameter_effects(frame, objective: str = "val_accuracy", baseline
 
 
 # ---------------------------------------------------------------- comparisons
-def seed_to_seed_verdict(tuned: float, baseline: Sequence[float]) -> dict[str, Any]:
-    """Does ``tuned`` beat the mean of the ``baseline`` seeds by more than their standard deviation?
+def seed_to_seed_verdict(tuned: Sequence[float], baseline: Sequence[float]) -> dict[str, Any]:
+    """Does the tuned configuration beat the baseline by more than the seeds move their difference?
 
-    Returns the difference, the sample standard deviation (None with one seed) and a sentence saying so.
+    ``tuned[i]`` and ``baseline[i]`` are scores of models trained from the same seed (the same initial weights),
+    so the test is paired: the mean of the per-seed differences against their sample standard deviation
+    (:func:`fmnist_helpers.regularization.paired_verdicts`). One seed gives no verdict. Returns the mean
+    difference, its standard deviation (None with one seed), both means, the number of seeds, ``beats``
+    (True, False, or None without a verdict) and a sentence saying so.
     """
-    baseline = [float(b) for b in baseline]
-    if not baseline:
-        raise ValueError("baseline needs at least one value (one per seed)")
-    mean = float(np.mean(baseline))
-    std = float(np.std(baseline, ddof=1)) if len(baseline) >= 2 else None
-    difference = float(tuned) - mean
+    import pandas as pd
+
+    from fmnist_helpers.regularization import paired_verdicts
+
+    tuned, baseline = [float(t) for t in tuned], [float(b) for b in baseline]
+    if not baseline or len(tuned) != len(baseline):
+        raise ValueError(f"tuned and baseline need one score per seed, for the same seeds in the same order; "
+                         f"got {len(tuned)} and {len(baseline)} scores")
+    seeds = len(baseline)
+    runs = pd.DataFrame({"variant": ["baseline"] * seeds + ["tuned"] * seeds, "seed": [*range(seeds)] * 2,
+                         "score": baseline + tuned})
+    row = paired_verdicts(runs, "score", higher_is_better=True, baseline="baseline").loc["tuned"]
+    difference, std = float(row["difference"]), (float(row["seed_std"]) if seeds >= 2 else None)
     if std is None:
-        verdict = (f"no verdict: the untuned baseline has one seed, so there is no seed-to-seed spread to compare "
-                   f"the difference of {100 * difference:+.2f} points with; run with -p baseline_seeds 3")
+        verdict = (f"no verdict: with one seed there is no seed-to-seed spread to compare the difference of "
+                   f"{100 * difference:+.2f} points with; run with -p baseline_seeds 3")
         beats = None
-    elif difference > std:
-        verdict = (f"the tuned model beats the untuned baseline by {100 * difference:+.2f} points, more than the "
-                   f"seed-to-seed standard deviation of {100 * std:.2f} points over {len(baseline)} seeds")
-        beats = True
     else:
-        verdict = (f"the tuned model does NOT beat the untuned baseline by more than the seed-to-seed spread: "
-                   f"{100 * difference:+.2f} points vs a standard deviation of {100 * std:.2f} points over "
-                   f"{len(baseline)} seeds")
-        beats = False
-    return {"difference": difference, "baseline_mean": mean, "baseline_std": std, "seeds": len(baseline),
-            "beats": beats, "verdict": verdict}
+        beats = row["verdict"] == "better"
+        spread = (f"{100 * difference:+.2f} points on average over {seeds} seeds, against a standard deviation of "
+                  f"the per-seed differences of {100 * std:.2f} points")
+        verdict = {"better": f"the tuned model beats the untuned baseline: {spread}",
+                   "worse": f"the tuned model is WORSE than the untuned baseline: {spread}"}.get(
+            row["verdict"], f"the tuned model does NOT beat the untuned baseline by more than the seed-to-seed "
+                            f"spread: {spread}")
+    return {"difference": difference, "difference_std": std, "tuned_mean": float(np.mean(tuned)),
+            "baseline_mean": float(np.mean(baseline)), "seeds": seeds, "beats": beats, "verdict": verdict}
 
 
 SEED004_LABELS = {  # how seed 004's write-up labels its numbers (each followed by ':' and the value)

@@ -206,15 +206,23 @@ def test_plot_hyperparameter_effects(tmp_path, tiny):
 
 
 # ---------------------------------------------------------------- verdicts and reported numbers
-def test_seed_to_seed_verdict():
-    win = tuning.seed_to_seed_verdict(0.92, [0.90, 0.905])
-    assert win["beats"] is True and win["difference"] == pytest.approx(0.0175) and "beats" in win["verdict"]
-    lose = tuning.seed_to_seed_verdict(0.91, [0.90, 0.92])
+def test_seed_to_seed_verdict_is_paired_by_seed():
+    # Per-seed differences +1.0 and +1.5 points: mean +1.25, std 0.35 -> beats, although the tuned mean (0.9175)
+    # is inside the unpaired seed-to-seed spread of the baselines (0.90 and 0.92, std 1.4 points).
+    win = tuning.seed_to_seed_verdict([0.91, 0.935], [0.90, 0.92])
+    assert win["beats"] is True and win["difference"] == pytest.approx(0.0125) and "beats" in win["verdict"]
+    assert win["difference_std"] == pytest.approx(0.0035355, abs=1e-6) and win["seeds"] == 2
+    assert win["tuned_mean"] == pytest.approx(0.9225) and win["baseline_mean"] == pytest.approx(0.91)
+    lose = tuning.seed_to_seed_verdict([0.92, 0.90], [0.90, 0.92])  # differences +2 and -2 points: mean 0
     assert lose["beats"] is False and "does NOT beat" in lose["verdict"]
-    one = tuning.seed_to_seed_verdict(0.91, [0.90])
-    assert one["beats"] is None and one["baseline_std"] is None and "no verdict" in one["verdict"]
-    with pytest.raises(ValueError, match="at least one value"):
-        tuning.seed_to_seed_verdict(0.9, [])
+    worse = tuning.seed_to_seed_verdict([0.89, 0.905], [0.90, 0.92])
+    assert worse["beats"] is False and worse["difference"] < 0 and "WORSE" in worse["verdict"]
+    one = tuning.seed_to_seed_verdict([0.91], [0.90])
+    assert one["beats"] is None and one["difference_std"] is None and "no verdict" in one["verdict"]
+    with pytest.raises(ValueError, match="one score per seed"):
+        tuning.seed_to_seed_verdict([0.9], [])
+    with pytest.raises(ValueError, match="got 1 and 2 scores"):
+        tuning.seed_to_seed_verdict([0.9], [0.9, 0.91])
 
 
 def test_edges_of_the_search_space():
