@@ -90,6 +90,26 @@ def test_records_are_machine_readable(run):
     robustness = records["robustness_standin_mlp"]["metrics"]
     assert {"clean", "shift_dx_minus1px", "noise_sigma0.1", "horizontal_flip", "flip_TTA"} <= set(robustness)
     assert records["robustness_workbook_cnn"]["trained_with_flips"] is True
+    # The CNN's record says its test score averaged flips: that predictor is calibrated too, with its own fit.
+    with_tta = records["calibration_workbook_cnn_flip_tta"]
+    recorded = fh.load_records(root / "results", notebook="03_cnn")[0]["metrics"]["test_accuracy"]
+    assert with_tta["params"]["tta"] == "flip" and calibration["params"]["tta"] == "none"
+    assert with_tta["metrics"]["accuracy"] == pytest.approx(recorded)  # the predictor notebook 03 scored
+    assert with_tta["metrics"]["temperature"] != calibration["metrics"]["temperature"]
+
+
+def test_flip_tta_change_is_tested_against_the_same_models_plain_predictions(run):
+    """McNemar's counts of the TTA change must add up to the change in accuracy of the same model."""
+    import re
+
+    root, _, text = run
+    for name in ("workbook_cnn", "standin_mlp"):
+        found = re.search(rf"{name}: trained with flips: \w+; flip TTA changes accuracy by ([+-][\d.]+) .*?; "
+                          r"(\d+) images only TTA gets right, (\d+) only the plain view", text)
+        assert found, f"no flip TTA line for {name}"
+        change, tta_only, plain_only = float(found[1]), int(found[2]), int(found[3])
+        probe_size = fh.load_records(root / "results", notebook="06_error_analysis")[0]["params"]["probe_size"]
+        assert change == pytest.approx((tta_only - plain_only) / probe_size, abs=1e-4)
 
 
 def test_validation_size_beyond_the_models_own_split_stops_with_clear_error(run, tmp_path, monkeypatch):
