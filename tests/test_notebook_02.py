@@ -52,6 +52,9 @@ def test_keras_records_carry_training_details(records):
         assert KERAS_KEYS <= set(record), name
         assert len(record["history"]["val_accuracy"]) == record["epochs_run"]
     assert records["workbook_mlp"]["precision"] in {"float32", "mixed_bfloat16"}
+    recipe = {"width": 1024, "depth": 2, "dropout": 0.3, "peak_lr": 2e-3, "label_smoothing": 0.1, "batch_norm": True,
+              "schedule": True, "flip": False, "shift": 0.0}
+    assert recipe.items() <= records["workbook_mlp"]["params"].items()  # the whole recipe, so a change retrains
     assert records["seed002_mlp"]["params"]["learning_rate"] == 0.02
     assert records["seed001_jackson_l2"]["params"]["l2"] == 0.001
 
