@@ -217,18 +217,39 @@ def _shell_value(value: Any) -> str:
     return str(value)
 
 
-def notebook_defaults(notebook: str) -> dict[str, Any]:
-    """The values the ``parameters`` cell of ``notebooks/<notebook>.ipynb`` sets, as saved on disk (``None``
-    entries left out: those come from the profile). Empty when the file or its cell cannot be read."""
+def _parameters_cell(notebook: str) -> dict[str, Any]:
+    """Every name the ``parameters`` cell of ``notebooks/<notebook>.ipynb`` assigns, with its literal value, as
+    saved on disk. Empty when the file or its cell cannot be read."""
     try:
         cells = json.loads((paths.NOTEBOOKS_DIR / f"{notebook}.ipynb").read_text())["cells"]
         source = next("".join(c["source"]) for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
         assignments = [node for node in ast.parse(source).body if isinstance(node, ast.Assign)]
-        values = {node.targets[0].id: ast.literal_eval(node.value) for node in assignments
-                  if len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)}
+        return {node.targets[0].id: ast.literal_eval(node.value) for node in assignments
+                if len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)}
     except (OSError, KeyError, TypeError, ValueError, StopIteration, SyntaxError):
         return {}
-    return {name: value for name, value in values.items() if value is not None}
+
+
+def notebook_defaults(notebook: str) -> dict[str, Any]:
+    """The values the ``parameters`` cell of ``notebooks/<notebook>.ipynb`` sets, as saved on disk (``None``
+    entries left out: those come from the profile). Empty when the file or its cell cannot be read."""
+    return {name: value for name, value in _parameters_cell(notebook).items() if value is not None}
+
+
+def injected_parameters() -> set[str]:
+    """The names papermill's ``-p`` options set in the running notebook (the assignments of the cell papermill
+    injects, which starts with ``# Parameters``); empty outside IPython or when papermill injected nothing."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return set()
+    shell = get_ipython()
+    executed = shell.user_ns.get("In", []) if shell is not None else []
+    injected = [source for source in executed if isinstance(source, str) and source.startswith("# Parameters\n")]
+    if not injected:
+        return set()
+    return {target.id for node in ast.parse(injected[-1]).body if isinstance(node, ast.Assign)
+            for target in node.targets if isinstance(target, ast.Name)}
 
 
 def resolve_parameters(
@@ -261,6 +282,11 @@ def resolve_parameters(
     unknown = sorted(set(given) - set(rules))
     if unknown:
         raise ValueError(f"no validation rule for parameter(s) {unknown}; add them to the notebook's rules")
+    offered = {"profile", "seed", *given, *_parameters_cell(notebook)}
+    not_offered = sorted(injected_parameters() - offered)
+    if not_offered:  # papermill would define them as variables that nothing reads: the run would ignore them
+        raise ValueError(f"unknown parameter(s) {', '.join(not_offered)}: {notebook} has no such parameter, so "
+                         f"-p would be ignored. Its parameters are: {', '.join(sorted(offered))}")
     merged.update(overrides)
     missing = sorted(set(rules) - set(merged))
     if missing:

@@ -69,6 +69,38 @@ def test_resolve_rejects_bad_values(monkeypatch):
         fh.resolve_parameters("03_cnn", PROFILES, RULES, epochs=None, models=None, typo=1)
 
 
+class FakeShell:
+    """What ``IPython.get_ipython()`` returns in a kernel: ``In`` holds the source of every executed cell."""
+
+    def __init__(self, *cells: str):
+        self.user_ns = {"In": ["", *cells]}
+
+
+def test_injected_parameters_are_read_from_papermills_cell(monkeypatch):
+    import IPython
+
+    monkeypatch.setattr(IPython, "get_ipython", lambda: FakeShell("import numpy", "# Parameters\nepochs = 3\nmodels = 'a'\n"))
+    assert config.injected_parameters() == {"epochs", "models"}
+    monkeypatch.setattr(IPython, "get_ipython", lambda: FakeShell("epochs = 3"))  # no papermill cell: Run All
+    assert config.injected_parameters() == set()
+    monkeypatch.setattr(IPython, "get_ipython", lambda: None)  # plain Python
+    assert config.injected_parameters() == set()
+
+
+def test_papermill_parameter_the_notebook_does_not_offer_stops_the_run(monkeypatch):
+    """``papermill ... -p epoch 50`` (a typo) would define a variable nothing reads: the run must stop, not ignore it."""
+    import IPython
+
+    monkeypatch.delenv("FMNIST_QUICK", raising=False)
+    monkeypatch.setattr(IPython, "get_ipython", lambda: FakeShell("# Parameters\nepoch = 50\n"))
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) epoch: 03_cnn has no such parameter, so -p would "
+                                         r"be ignored\. Its parameters are: .*\bepochs\b"):
+        fh.resolve_parameters("03_cnn", PROFILES, RULES, epochs=None, models=None)
+    # Every name of the notebook's parameters cell is offered, even one this call does not pass (such as width).
+    monkeypatch.setattr(IPython, "get_ipython", lambda: FakeShell("# Parameters\nepochs = 2\nwidth = 16\nseed = 1\n"))
+    assert fh.resolve_parameters("03_cnn", PROFILES, RULES, epochs=2, models=None).epochs == 2
+
+
 def test_same_seed_same_initial_weights():
     import keras
 
