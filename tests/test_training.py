@@ -183,3 +183,16 @@ def test_augmentation_layers_follow_the_two_switches():
     assert [type(x) for x in fh.augmentation_layers()] == [layers.RandomFlip]
     assert [type(x) for x in fh.augmentation_layers(shift_erase=True)] == [
         layers.RandomFlip, layers.RandomTranslation, layers.RandomErasing]
+
+
+def test_a_model_starts_from_the_same_weights_with_or_without_flips():
+    import keras
+    from keras import layers
+
+    def first_kernel(flip: bool):
+        fh.set_seed(0)
+        augmentation = fh.augmentation_layers(flip=flip)
+        model = keras.Sequential([keras.Input((28, 28, 1)), *augmentation, layers.Conv2D(4, 3)])
+        return model.layers[-1].get_weights()[0]
+
+    assert np.array_equal(first_kernel(True), first_kernel(False))
