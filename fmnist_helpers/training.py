@@ -268,9 +268,7 @@ def train_and_record(
     metrics["final_val_accuracy"] = float(full_history.get("val_accuracy", [np.nan])[-1])
     metrics["final_train_accuracy"] = float(full_history.get("accuracy", [np.nan])[-1])
     save_model_atomically(model, saved)
-    saved_probabilities = saved.with_name(f".{probabilities_file.name}.part.npy")
-    np.save(saved_probabilities, probabilities)
-    os.replace(saved_probabilities, probabilities_file)
+    atomic_write(probabilities_file, lambda handle: np.save(handle, probabilities))
     # Training time over every session of a resumed run, not just the last one.
     total_time = float(sum(full_history.get("epoch_time_s", []))) or wall_time
     record = record_result(
