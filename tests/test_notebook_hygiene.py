@@ -11,6 +11,7 @@ from fmnist_helpers import paths
 
 NOTEBOOKS = sorted(paths.NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
 MAX_CELL_LINES = 35
+MAX_PROSE_WIDTH = 118  # characters per markdown source line; tables and the generated runtime line are exempt
 
 
 def test_there_are_notebooks():
@@ -67,6 +68,16 @@ def test_no_path_hacks_installs_or_long_cells(notebook):
         assert "sys.path" not in source, f"{path.name} cell {i} edits sys.path"
         assert not re.search(r"^\s*[!%]\s*pip|pip install", source, re.M), f"{path.name} cell {i} installs packages"
         assert len(source.splitlines()) <= MAX_CELL_LINES, f"{path.name} cell {i} is over {MAX_CELL_LINES} lines"
+
+
+def test_prose_lines_are_short(notebook):
+    path, nb = notebook
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "markdown":
+            continue
+        for line in cell.source.splitlines():
+            if not line.startswith(("|", "Runtime:")):
+                assert len(line) <= MAX_PROSE_WIDTH, f"{path.name} cell {i}: reflow {line[:60]!r}..."
 
 
 def test_one_imports_cell_with_helpers(notebook):
