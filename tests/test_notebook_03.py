@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import keras
+import numpy as np
 import pytest
 from notebook_support import execute_notebook, quick_run as run_quick, resolve_notebook_parameters
 
@@ -39,21 +41,33 @@ def quick_run(tmp_path_factory):
 
 def test_quick_run_records_every_model(quick_run):
     found = records(quick_run)
-    ablations = ("workbook_cnn_short_recipe", "workbook_cnn_short_bn_momentum_0.99")  # the quick profile's one variant
+    ablations = ("workbook_cnn_short_recipe", "workbook_cnn_short_bn_momentum_0.99",  # the quick profile's variants
+                 "workbook_cnn_short_weight_ema")
     assert set(found) == {f"{m}__seed0.json" for m in ("seed000_cnn", "seed003_cnn", "workbook_cnn", *ablations)} | {
         "workbook_cnn_short_recipe_next_seed__seed1.json"}  # the recipe again with the next seed: the noise yardstick
-    recipe, variant = (found[f"{m}__seed0.json"] for m in ablations)
+    recipe, variant, ema = (found[f"{m}__seed0.json"] for m in ablations)
     other_seed = found["workbook_cnn_short_recipe_next_seed__seed1.json"]
     assert recipe["params"]["ablation"] == "recipe" and variant["params"]["bn_momentum"] == 0.99
     assert found["workbook_cnn__seed0.json"]["params"]["augment"] == "flip_shift_erase"
     assert recipe["train_size"] == variant["train_size"] == other_seed["train_size"] == 1000
     assert recipe["metrics"] != variant["metrics"] and recipe["history"]["loss"] != other_seed["history"]["loss"]
+    assert ema["params"]["weight_ema"] is True and "weight_ema" not in recipe["params"]
     for record in found.values():
         learned = "_short_" in record["model"] or record["metrics"]["test_accuracy"] > 0.1  # 8 steps may not learn
         assert record["epochs_run"] == 1 and learned and record["images_per_s"] > 0
         assert record["command"].startswith("FMNIST_QUICK=1 papermill notebooks/03_cnn.ipynb")
         assert (quick_run / "quick" / "models" / f"03_cnn__{record['model']}__seed{record['seed']}.keras").is_file()
     assert (quick_run / "quick" / "figures" / "03_accuracy_vs_cost.png").is_file()
+
+
+def test_weight_ema_variant_is_scored_and_saved_with_the_averaged_weights(quick_run):
+    model = keras.saving.load_model(quick_run / "quick" / "models" / "03_cnn__workbook_cnn_short_weight_ema__seed0.keras")
+    averages = model.optimizer._model_variables_moving_average  # Keras' EMA slots, restored with the optimizer
+    assert model.optimizer.use_ema and len(averages) == len(model.trainable_weights) > 0
+    for weight, average in zip(model.trainable_weights, averages, strict=True):
+        np.testing.assert_array_equal(weight.numpy(), average.numpy(), err_msg=weight.path)
+    recipe = keras.saving.load_model(quick_run / "quick" / "models" / "03_cnn__workbook_cnn_short_recipe__seed0.keras")
+    assert not recipe.optimizer.use_ema
 
 
 def test_same_seed_gives_same_metrics(quick_run, tmp_path, monkeypatch):

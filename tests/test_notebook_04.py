@@ -97,6 +97,16 @@ def test_every_variant_starts_from_the_same_kernels(notebook_code, tmp_path):
         build_variant("dropout_0.2", initial, "0" * 64, 1e-3)
 
 
+def test_variant_colours_are_distinct_and_only_the_references_are_grey():
+    names = ["initial", "none", *(f"variant_{i}" for i in range(18))]
+    colours = regularization.variant_colors(names)
+    assert len(set(colours.values())) == len(names)
+    greys = {name for name, colour in colours.items() if colour[1:3] == colour[3:5] == colour[5:7]}
+    assert greys == {"none", "initial"}
+    with pytest.raises(ValueError, match="at most 18 variants"):
+        regularization.variant_colors([*names, "one_too_many"])
+
+
 def test_bad_seeds_parameter_stops_with_clear_error():
     with pytest.raises(ValueError, match="seeds must be a positive count"):
         resolve_notebook_parameters(NOTEBOOK, seeds=0)

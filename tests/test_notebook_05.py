@@ -33,8 +33,13 @@ def test_quick_run_records_every_run_and_reuses_them(tmp_path, isolated_outputs)
     found = records(isolated_outputs)
     sweep = {f"{n}_lr{lr:g}" for n in names for lr in optimizers.learning_rate_grid(n, 2)}
     schedules = {f"{n}_{s}" for n in names for s in ("plateau", "cosine")}
-    assert set(found) == sweep | set(names) | schedules
-    assert {r["params"]["role"] for r in found.values()} == {"sweep", "final", "schedule"}
+    adam_rate = found["adam"]["params"]["learning_rate"]
+    same_rate = {"adamw_at_adam_rate"} if found["adamw"]["params"]["learning_rate"] != adam_rate else set()
+    assert set(found) == sweep | set(names) | schedules | same_rate
+    roles = {"sweep", "final", "schedule"} | ({"same_rate"} if same_rate else set())
+    assert {r["params"]["role"] for r in found.values()} == roles
+    for model in same_rate:  # AdamW again at Adam's rate, so that only the weight decay differs
+        assert found[model]["params"]["optimizer"] == "adamw" and found[model]["params"]["learning_rate"] == adam_rate
     assert len({r["params"]["initial_weights"] for r in found.values()}) == 1  # one starting point for every run
     for model, record in found.items():
         assert record["epochs_run"] == 1 and record["metrics"]["test_accuracy"] > 0.1

@@ -90,7 +90,8 @@ def test_learning_rate_grid(points):
 
 
 def test_grid_values_are_round():
-    assert optimizers.learning_rate_grid("adam", 4) == [1e-4, 3e-4, 1e-3, 3e-3]
+    assert optimizers.learning_rate_grid("adam", 4) == [3e-4, 1e-3, 3e-3, 1e-2]
+    assert optimizers.learning_rate_grid("adam", 5) == [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
     assert optimizers.learning_rate_grid("sgd", 2) == [1e-1, 3e-1]
     assert optimizers.learning_rate_grid("sgd", 5) == [1e-2, 3e-2, 1e-1, 3e-1, 1.0]
 
@@ -223,6 +224,18 @@ def test_plots_draw():
     chosen = optimizers.pick_learning_rates(sweep, metric="final_val_accuracy")
     ax = optimizers.plot_sweep(sweep, chosen, metric="final_val_accuracy")
     assert ax.get_xscale() == "log" and len(ax.lines) == 4  # a line and a star per optimizer
+    assert ax.get_xlabel() == "learning rate"
+    plt.close("all")
+
+
+def test_sweep_plot_names_the_rates_that_failed_to_train_instead_of_drawing_them():
+    sweep = pd.DataFrame({"optimizer": ["sgd"] * 3 + ["adam"] * 2, "learning_rate": [0.1, 0.3, 1.0, 1e-3, 1e-2],
+                          "final_val_accuracy": [0.85, 0.86, 0.10, 0.84, np.nan]})
+    chosen = optimizers.pick_learning_rates(sweep, metric="final_val_accuracy")
+    ax = optimizers.plot_sweep(sweep, chosen, metric="final_val_accuracy")
+    assert list(ax.lines[0].get_xdata()) == [0.1, 0.3] and list(ax.lines[2].get_xdata()) == [1e-3]
+    assert ax.get_xlabel() == "learning rate\nnot drawn, below 0.2: sgd at 1 (0.10); adam at 0.01 (nan)"
+    assert ax.get_ylim()[0] > 0.5
     plt.close("all")
 
 
