@@ -21,7 +21,7 @@ _HOME = {  # public name -> the submodule that defines it
                      "save_fig"], "plotting"),
     **dict.fromkeys(["load_record", "load_records", "record_result", "records_frame", "run_seed", "summarize",
                      "train_seconds", "tta_used"], "results"),
-    **dict.fromkeys(["TrainedModel", "augmentation_layers", "model_path", "predict", "train_and_record",
+    **dict.fromkeys(["RecalibrateBatchNorm", "TrainedModel", "augmentation_layers", "model_path", "predict", "train_and_record",
                      "use_precision"],
                     "training"),
 }

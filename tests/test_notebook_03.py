@@ -51,7 +51,8 @@ def test_quick_run_records_every_model(quick_run):
     assert found["workbook_cnn__seed0.json"]["params"]["augment"] == "flip_shift_erase"
     assert recipe["train_size"] == variant["train_size"] == other_seed["train_size"] == 1000
     assert recipe["metrics"] != variant["metrics"] and recipe["history"]["loss"] != other_seed["history"]["loss"]
-    assert ema["params"]["weight_ema"] is True and "weight_ema" not in recipe["params"]
+    assert ema["params"]["weight_ema"] is True and ema["params"]["recalibrated_batchnorm"] is True
+    assert "weight_ema" not in recipe["params"] and "recalibrated_batchnorm" not in recipe["params"]
     for record in found.values():
         learned = "_short_" in record["model"] or record["metrics"]["test_accuracy"] > 0.1  # 8 steps may not learn
         assert record["epochs_run"] == 1 and learned and record["images_per_s"] > 0
