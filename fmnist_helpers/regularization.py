@@ -100,7 +100,7 @@ BASELINE_COLOR, INITIAL_COLOR = "#222222", "#a0a0a0"
 
 def variant_colors(names: Sequence[str], baseline: str = "none", initial: str = "initial") -> dict[str, str]:
     """Distinct, stable colours for an ablation: dark grey for the baseline, light grey for the initial weights,
-    then tab10 (and tab20 beyond ten) without their greys, in the order of ``names``. Pass every variant name,
+    then tab10 (and tab20 beyond nine) without their greys, in the order of ``names``. Pass every variant name,
     not a subset, so that a variant keeps its colour when only some variants run."""
     palette = [rgb for rgb in (*plt.get_cmap("tab10").colors, *plt.get_cmap("tab20").colors[1::2])
                if len(set(rgb)) > 1]  # a grey variant would read as the baseline or the initial weights

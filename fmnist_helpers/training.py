@@ -58,10 +58,12 @@ class RecalibrateBatchNorm(keras.callbacks.Callback):
     The statistics BatchNorm keeps during training describe the activations of the weights as they were
     step by step. Anything that replaces the weights afterwards leaves them stale; in particular a moving average
     of the weights (``use_ema=True``), which ``fit`` copies into the model just before ``on_train_end``. This
-    callback then passes ``batches`` random batches of ``images`` through the model in training mode, which
-    updates the statistics and nothing else (no gradient step). Augmentation layers are active in training mode
-    too, so the statistics describe augmented images, as during training. With BatchNorm momentum 0.9, 50
-    batches leave 0.9⁵⁰ ≈ 0.5 % of the old statistics.
+    callback then passes ``batches`` random batches of ``images`` through the model in training mode and sets
+    each layer's momentum so that every batch weighs the same (the k-th batch 1/k), whatever the layer's own
+    momentum, which is restored afterwards. No gradient step is taken. Augmentation and dropout layers are
+    active in training mode too, so the statistics describe augmented images, as during training (in the
+    workbook CNN the only dropout follows the last BatchNorm); besides the statistics, only the random layers'
+    seed states change.
     """
 
     def __init__(self, images: np.ndarray, batches: int = 50, batch_size: int = 128, seed: int = 0) -> None:
@@ -69,10 +71,18 @@ class RecalibrateBatchNorm(keras.callbacks.Callback):
         self.images, self.batches, self.batch_size, self.seed = images, batches, batch_size, seed
 
     def on_train_end(self, logs: dict | None = None) -> None:
-        rng = np.random.default_rng(self.seed)
-        for _ in range(self.batches):
-            batch = rng.choice(len(self.images), size=min(self.batch_size, len(self.images)), replace=False)
-            self.model(self.images[np.sort(batch)], training=True)
+        norms = [layer for layer in self.model._flatten_layers(include_self=False)
+                 if isinstance(layer, keras.layers.BatchNormalization)]
+        momenta, rng = [norm.momentum for norm in norms], np.random.default_rng(self.seed)
+        try:
+            for k in range(self.batches):
+                for norm in norms:  # keeps k/(k+1) of the mean of the k batches before: an equal-weight mean
+                    norm.momentum = k / (k + 1)
+                batch = rng.choice(len(self.images), size=min(self.batch_size, len(self.images)), replace=False)
+                self.model(self.images[np.sort(batch)], training=True)
+        finally:
+            for norm, momentum in zip(norms, momenta):
+                norm.momentum = momentum
 
 
 def augmentation_layers(flip: bool = True, shift_erase: bool = False) -> list:

@@ -42,10 +42,10 @@ def quick_run(tmp_path_factory):
 def test_quick_run_records_every_model(quick_run):
     found = records(quick_run)
     ablations = ("workbook_cnn_short_recipe", "workbook_cnn_short_bn_momentum_0.99",  # the quick profile's variants
-                 "workbook_cnn_short_weight_ema")
+                 "workbook_cnn_short_weight_ema", "workbook_cnn_short_weight_ema_stale_bn")
     assert set(found) == {f"{m}__seed0.json" for m in ("seed000_cnn", "seed003_cnn", "workbook_cnn", *ablations)} | {
         "workbook_cnn_short_recipe_next_seed__seed1.json"}  # the recipe again with the next seed: the noise yardstick
-    recipe, variant, ema = (found[f"{m}__seed0.json"] for m in ablations)
+    recipe, variant, ema, stale = (found[f"{m}__seed0.json"] for m in ablations)
     other_seed = found["workbook_cnn_short_recipe_next_seed__seed1.json"]
     assert recipe["params"]["ablation"] == "recipe" and variant["params"]["bn_momentum"] == 0.99
     assert found["workbook_cnn__seed0.json"]["params"]["augment"] == "flip_shift_erase"
@@ -53,6 +53,7 @@ def test_quick_run_records_every_model(quick_run):
     assert recipe["metrics"] != variant["metrics"] and recipe["history"]["loss"] != other_seed["history"]["loss"]
     assert ema["params"]["weight_ema"] is True and ema["params"]["recalibrated_batchnorm"] is True
     assert "weight_ema" not in recipe["params"] and "recalibrated_batchnorm" not in recipe["params"]
+    assert stale["params"]["weight_ema"] is True and "recalibrated_batchnorm" not in stale["params"]
     for record in found.values():
         learned = "_short_" in record["model"] or record["metrics"]["test_accuracy"] > 0.1  # 8 steps may not learn
         assert record["epochs_run"] == 1 and learned and record["images_per_s"] > 0
@@ -62,13 +63,20 @@ def test_quick_run_records_every_model(quick_run):
 
 
 def test_weight_ema_variant_is_scored_and_saved_with_the_averaged_weights(quick_run):
-    model = keras.saving.load_model(quick_run / "quick" / "models" / "03_cnn__workbook_cnn_short_weight_ema__seed0.keras")
+    def saved(variant):
+        models = quick_run / "quick" / "models"
+        return keras.saving.load_model(models / f"03_cnn__workbook_cnn_short_{variant}__seed0.keras")
+
+    model, stale = saved("weight_ema"), saved("weight_ema_stale_bn")
     averages = model.optimizer._model_variables_moving_average  # Keras' EMA slots, restored with the optimizer
     assert model.optimizer.use_ema and len(averages) == len(model.trainable_weights) > 0
-    for weight, average in zip(model.trainable_weights, averages, strict=True):
+    for weight, average, stale_weight in zip(model.trainable_weights, averages, stale.trainable_weights, strict=True):
         np.testing.assert_array_equal(weight.numpy(), average.numpy(), err_msg=weight.path)
-    recipe = keras.saving.load_model(quick_run / "quick" / "models" / "03_cnn__workbook_cnn_short_recipe__seed0.keras")
-    assert not recipe.optimizer.use_ema
+        np.testing.assert_array_equal(weight.numpy(), stale_weight.numpy(), err_msg=weight.path)  # same training
+    moving_means = [(a.moving_mean.numpy(), b.moving_mean.numpy()) for a, b in zip(model.layers, stale.layers)
+                    if isinstance(a, keras.layers.BatchNormalization)]
+    assert moving_means and all(not np.allclose(a, b) for a, b in moving_means)  # recomputed for the average
+    assert not saved("recipe").optimizer.use_ema
 
 
 def test_same_seed_gives_same_metrics(quick_run, tmp_path, monkeypatch):
