@@ -3,11 +3,15 @@
     python benchmarks/benchmark.py                      # throughput + data loading (a few minutes on 2 cores)
     python benchmarks/benchmark.py --steps 20           # a smoke test
     python benchmarks/benchmark.py --notebooks 01 03    # also time notebooks 01 and 03 (quick and default)
+    python benchmarks/benchmark.py --skip-training --skip-data   # only the execution settings (about 3 min)
 
 (a) Training throughput in images/s of representative models on the real data (a small batch-normalized
 CNN also with the augmentation layers of notebook 03, to show what augmentation costs per step), in float32 and, where the
 CPU has native bf16, in ``mixed_bfloat16``: the timed steps follow warm-up steps inside one ``fit`` call, so
-tracing and data-adapter set-up are excluded. (b) Cold load (no parsed-array cache: ``paths.DATA_DIR`` points
+tracing and data-adapter set-up are excluded. (a') Execution settings of one small CNN (``--execution-model``) in
+the notebooks' precision: batch size, ``steps_per_execution`` and a ``tf.data`` pipeline against numpy arrays,
+one change at a time from batch 128, one step per execution, numpy input; every setting trains on the same
+number of images and is measured ``--repeats`` times in turn (the best is kept). (b) Cold load (no parsed-array cache: ``paths.DATA_DIR`` points
 at an empty temporary folder) and warm load of ``load_arrays`` and ``load_fashion_mnist``. (c) With
 ``--notebooks``, each notebook's wall and CPU time via ``python -m fmnist_helpers.run --profile P NB``
 (this executes the notebooks for real and writes their records, like ``make run``).
@@ -39,10 +43,13 @@ from fmnist_helpers.config import library_versions, machine_info
 
 OUTPUT_PATH = Path(__file__).resolve().parent / "results.json"
 MODELS = ("mlp_256_128_32", "seed003_cnn", "bn_cnn", "bn_cnn_flip", "bn_cnn_flip_shift_erase")
+PIPELINES = ("numpy", "tf.data")
+EXECUTION_SETTINGS = (  # (batch size, steps per execution, input): the first is the reference
+    (128, 1, "numpy"), (32, 1, "numpy"), (256, 1, "numpy"), (128, 8, "numpy"), (128, 32, "numpy"), (128, 1, "tf.data"))
 
 
 # ---------------------------------------------------------------- models
-def build_model(name: str):
+def build_model(name: str, steps_per_execution: int = 1):
     """A compiled model under the current dtype policy; the softmax stays float32 under mixed precision."""
     import keras
     from keras import layers, regularizers
@@ -68,12 +75,13 @@ def build_model(name: str):
         raise ValueError(f"unknown benchmark model {name!r}; choose from {', '.join(MODELS)}")
     model = keras.Sequential([keras.Input((28, 28, 1)), *body, *head], name=name)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+                  metrics=["accuracy"], steps_per_execution=steps_per_execution)
     return model
 
 
 def _step_timer():
-    """A Keras callback that notes the time at the end of every training batch."""
+    """A Keras callback that notes the time at the end of every training batch (of every execution, that is:
+    with ``steps_per_execution`` k, Keras calls it once per k steps)."""
     import keras
 
     class StepTimer(keras.callbacks.Callback):
@@ -87,25 +95,36 @@ def _step_timer():
 
 
 def measure_throughput(name: str, precision: str, x: np.ndarray, y: np.ndarray, steps: int, warmup: int,
-                       batch_size: int) -> dict[str, Any]:
+                       batch_size: int, steps_per_execution: int = 1, pipeline: str = "numpy") -> dict[str, Any]:
     """Images/s of ``steps`` training steps that follow ``warmup`` steps in the same ``fit`` call.
 
     ``images_per_s`` comes from the median step time, which other processes on a shared machine disturb
-    least; ``images_per_s_mean`` from the total time of the timed steps.
+    least; ``images_per_s_mean`` from the total time of the timed steps. Both step counts are rounded up to
+    whole executions of ``steps_per_execution`` steps. ``pipeline`` feeds numpy arrays to ``fit`` or a batched,
+    prefetching ``tf.data.Dataset`` of the same images.
     """
     import keras
+    import tensorflow as tf
 
+    fh.one_of(PIPELINES)("pipeline", pipeline)
+    warmup, steps = (-(-count // steps_per_execution) * steps_per_execution for count in (warmup, steps))
     fh.use_precision(precision)
     try:
         fh.set_seed(0)  # as in the notebooks: train_and_record seeds with deterministic ops
-        model = build_model(name)
+        model = build_model(name, steps_per_execution)
         needed = (steps + warmup) * batch_size
         index = np.arange(needed) % len(y)  # repeat the data if the steps need more than one pass
         timer = _step_timer()
-        model.fit(x[index], y[index], batch_size=batch_size, epochs=1, shuffle=False, verbose=0, callbacks=[timer])
+        if pipeline == "tf.data":
+            inputs = tf.data.Dataset.from_tensor_slices((x[index], y[index])).batch(batch_size)
+            model.fit(inputs.prefetch(tf.data.AUTOTUNE), epochs=1, shuffle=False, verbose=0, callbacks=[timer])
+        else:
+            model.fit(x[index], y[index], batch_size=batch_size, epochs=1, shuffle=False, verbose=0,
+                      callbacks=[timer])
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    step_times = np.diff(timer.times[warmup - 1:])  # the durations of the ``steps`` timed steps
+    execution_times = np.diff(timer.times[warmup // steps_per_execution - 1:])  # the timed executions
+    step_times = np.repeat(execution_times / steps_per_execution, steps_per_execution)
     median = float(np.median(step_times))
     return {"model": name, "precision": precision, "params_count": int(model.count_params()),
             "images_per_s": round(batch_size / median, 1), "ms_per_step": round(1000 * median, 2),
@@ -125,6 +144,35 @@ def benchmark_training(models: list[str], precisions: list[str], steps: int, war
             results.append(row)
     return {"settings": {"steps": steps, "warmup_steps": warmup, "batch_size": batch_size, "deterministic_ops": True,
                          "train_images": int(len(split.y_train))}, "results": results}
+
+
+def benchmark_execution(name: str, precision: str, steps: int, warmup: int, repeats: int) -> dict[str, Any]:
+    """Throughput of one model under each of :data:`EXECUTION_SETTINGS`, on the same number of images each.
+
+    ``steps`` and ``warmup`` count steps of batch 128; other batch sizes take as many images. The settings are
+    measured in turn, ``repeats`` rounds, and each keeps its best round (interference only ever slows a run).
+    """
+    split = fh.load_fashion_mnist(channel_axis=True)
+    rounds: dict[tuple, list[dict]] = {setting: [] for setting in EXECUTION_SETTINGS}
+    for _ in range(repeats):
+        for batch_size, per_execution, pipeline in EXECUTION_SETTINGS:
+            rounds[(batch_size, per_execution, pipeline)].append(measure_throughput(
+                name, precision, split.x_train, split.y_train, max(1, steps * 128 // batch_size),
+                max(1, warmup * 128 // batch_size), batch_size, per_execution, pipeline))
+    results = []
+    for (batch_size, per_execution, pipeline), rows in rounds.items():
+        best = max(rows, key=lambda row: row["images_per_s_mean"])
+        results.append({"batch_size": batch_size, "steps_per_execution": per_execution, "input": pipeline,
+                        "images_per_s": best["images_per_s_mean"],
+                        "rounds_images_per_s": [row["images_per_s_mean"] for row in rows]})
+    reference = results[0]["images_per_s"]
+    for row in results:
+        row["vs_reference"] = round(row["images_per_s"] / reference, 3)
+        print(f"  batch {row['batch_size']:4d} · {row['steps_per_execution']:2d} steps per execution · "
+              f"{row['input']:8s} {row['images_per_s']:>8,.0f} images/s ({row['vs_reference']:.2f}x)", flush=True)
+    return {"settings": {"model": name, "precision": precision, "images": steps * 128, "warmup_images": warmup * 128,
+                         "repeats": repeats, "throughput": "images/s over all timed steps, best round",
+                         "deterministic_ops": True}, "results": results}
 
 
 # ---------------------------------------------------------------- data loading
@@ -212,6 +260,9 @@ def print_tables(sections: dict[str, dict]) -> None:
         if name == "training":
             frame = frame.pivot_table(index="model", columns="precision", values="images_per_s", sort=False)
             name = "training throughput (images/s)"
+        elif name == "execution":
+            frame = frame.drop(columns="rounds_images_per_s")
+            name = f"execution settings of {section['settings']['model']} ({section['settings']['precision']})"
         print(f"\n{name}:\n{frame.to_string()}")
 
 
@@ -223,16 +274,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {', '.join(MODELS)}")
     parser.add_argument("--precisions", default="auto",
                         help="'auto' (float32, plus mixed_bfloat16 if the CPU has bf16) or a comma-separated list")
+    parser.add_argument("--execution-model", default="bn_cnn_flip", help="model of the execution-settings section")
+    parser.add_argument("--repeats", type=int, default=2, help="rounds of the execution settings (default 2)")
     parser.add_argument("--skip-training", action="store_true")
+    parser.add_argument("--skip-execution", action="store_true")
     parser.add_argument("--skip-data", action="store_true")
     parser.add_argument("--notebooks", nargs="*", metavar="NB", default=None,
                         help="also time notebooks (all if none named); off by default because it takes long")
     parser.add_argument("--profiles", default="quick,default", help="profiles for --notebooks")
     parser.add_argument("--output", type=Path, default=OUTPUT_PATH, help="where to write the JSON record")
     args = parser.parse_args(argv)
-    for name in ("steps", "warmup", "batch_size"):
+    for name in ("steps", "warmup", "batch_size", "repeats"):
         fh.positive_int(f"--{name.replace('_', '-')}", getattr(args, name))
     args.models = fh.subset_of(MODELS)("--models", args.models)
+    fh.one_of(MODELS)("--execution-model", args.execution_model)
     precisions = (["float32", "mixed_bfloat16"] if machine_info()["bf16"] else ["float32"]) \
         if args.precisions == "auto" else args.precisions
     args.precisions = fh.subset_of(("float32", "mixed_bfloat16"))("--precisions", precisions)
@@ -262,6 +317,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"training throughput ({args.steps} steps of batch {args.batch_size} after {args.warmup} warm-up):")
         sections["training"] = benchmark_training(args.models, args.precisions, args.steps, args.warmup,
                                                   args.batch_size)
+    if not args.skip_execution:
+        precision = "mixed_bfloat16" if machine["bf16"] else "float32"  # the notebooks' precision="auto"
+        print(f"execution settings of {args.execution_model} in {precision} ({args.steps} steps of batch 128 or as "
+              f"many images, best of {args.repeats} rounds):")
+        sections["execution"] = benchmark_execution(args.execution_model, precision, args.steps, args.warmup,
+                                                    args.repeats)
     if args.notebooks is not None:
         print("notebooks:")
         try:

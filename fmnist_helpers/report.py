@@ -417,6 +417,18 @@ def benchmark_section(benchmark: dict | None) -> str:
         parts.append(f"Training throughput in images/s (from the median step time of {settings.get('steps', '?')} "
                      f"steps of batch {settings.get('batch_size', '?')} after {settings.get('warmup_steps', '?')} "
                      f"warm-up steps), {_measured(training)}:\n\n{markdown_table(table)}")
+    execution = benchmark.get("execution") or {}
+    if execution.get("results"):
+        settings = execution.get("settings", {})
+        frame = pd.DataFrame(execution["results"])
+        frame = pd.DataFrame({"batch size": frame["batch_size"], "steps per execution": frame["steps_per_execution"],
+                              "input": frame["input"].map(code),
+                              "images/s": frame["images_per_s"].map(lambda v: f"{v:,.0f}"),
+                              "vs the first row": frame["vs_reference"].map(lambda v: f"{v:.2f}×")})
+        parts.append(f"Execution settings of {code(settings.get('model', '?'))} in {settings.get('precision', '?')}, "
+                     f"one change at a time (images/s over {settings.get('images', 0):,} training images after "
+                     f"{settings.get('warmup_images', 0):,} warm-up images, best of {settings.get('repeats', '?')} "
+                     f"rounds), {_measured(execution)}:\n\n{markdown_table(frame)}")
     loading = benchmark.get("data_load") or {}
     if loading.get("results"):
         frame = pd.DataFrame(loading["results"])

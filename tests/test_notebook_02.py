@@ -18,9 +18,15 @@ KERAS_KEYS = {"params_count", "history", "epochs_run", "train_size", "model_file
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    """The quick profile's folder of one quick run of the notebook."""
-    return run_quick(tmp_path_factory, NOTEBOOK)[0] / "quick"
+def quick_outputs(tmp_path_factory):
+    """One quick run of the notebook: its output folder and the executed notebook."""
+    return run_quick(tmp_path_factory, NOTEBOOK)
+
+
+@pytest.fixture(scope="module")
+def quick_run(quick_outputs):
+    """The quick profile's folder of the quick run."""
+    return quick_outputs[0] / "quick"
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +46,18 @@ def test_records_have_required_keys_and_sane_metrics(records):
         assert 0 <= record["metrics"]["test_accuracy"] <= 1, name
         if not name.startswith("sweep_"):  # chance is 0.1, even one quick epoch on 2,000 images does better
             assert record["metrics"]["test_accuracy"] > 0.2, name
+
+
+def test_every_sweep_setting_runs_once_per_sweep_seed(quick_run, quick_outputs):
+    """The quick profile's two sweep seeds: each sweep setting is recorded for seeds 0 and 1, and the L2 question
+    is answered against the seed noise."""
+    sweep_runs = sorted((r["model"], r["seed"]) for r in fh.load_records(quick_run / "results", notebook=NOTEBOOK)
+                        if r["model"].startswith("sweep_"))
+    assert sweep_runs == sorted((m, s) for m in EXPECTED_MODELS if m.startswith("sweep_") for s in (0, 1))
+    printed = "".join(o.get("text", "") for c in quick_outputs[1].cells for o in c.get("outputs", []))
+    assert "2 sweep settings × 2 seeds on 1,000 training images" in printed
+    line = next(line for line in printed.splitlines() if line.strip().startswith("epochs: L2 helps at"))
+    assert "of 2 settings" in line and "(seed chose 50)" in line  # the quick epochs sweep: epochs 1 and 2
 
 
 def test_keras_records_carry_training_details(records):

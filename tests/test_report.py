@@ -146,6 +146,14 @@ def test_runtimes_machine_and_benchmark_are_quoted(workbook):
                           "machine": {"cpu": "Bench CPU", "cores": 4, "bf16": True},
                           "settings": {"steps": 300, "warmup_steps": 30, "batch_size": 128},
                           "results": [{"model": "seed003_cnn", "precision": "float32", "images_per_s": 1234.5}]},
+             "execution": {"measured_at": "2026-01-02T03:04:05+00:00", "command": "python benchmarks/benchmark.py",
+                           "machine": {"cpu": "Bench CPU", "cores": 4, "bf16": True},
+                           "settings": {"model": "bn_cnn_flip", "precision": "mixed_bfloat16", "images": 38400,
+                                        "warmup_images": 3840, "repeats": 2},
+                           "results": [{"batch_size": 128, "steps_per_execution": 1, "input": "numpy",
+                                        "images_per_s": 2000.0, "vs_reference": 1.0},
+                                       {"batch_size": 128, "steps_per_execution": 8, "input": "numpy",
+                                        "images_per_s": 2300.4, "vs_reference": 1.15}]},
              "notebooks": {"results": [{"notebook": "03_cnn", "profile": "quick", "ok": True,
                                         "wall_time_s": 20.0, "cpu_time_s": 30.0}]}}
     report.BENCHMARK_PATH.write_text(json.dumps(bench))
@@ -156,6 +164,8 @@ def test_runtimes_machine_and_benchmark_are_quoted(workbook):
     assert "| [02_mlp_baselines](notebooks/02_mlp_baselines.ipynb) | not yet run |" in text
     assert "Test CPU 9000, 2 cores" in text and "Bench CPU, 4 cores, bf16" in text and "1,234" in text
     assert "| **whole workbook** | not yet run (every notebook needed) | not yet run (every notebook needed) |" in text
+    assert "Execution settings of `bn_cnn_flip` in mixed_bfloat16" in text and "best of 2 rounds" in text
+    assert "| 128 | 8 | `numpy` | 2,300 | 1.15× |" in text
     first = nbformat.read(paths.NOTEBOOKS_DIR / "03_cnn.ipynb", as_version=4).cells[0].source
     assert ("\n\nRuntime: default profile 10.0 min · quick mode 20 s · full profile not yet run, measured on a "
             "2-core CPU") in first and "an old guess" not in first and "\nA note that stays.\n\nMore." in first
