@@ -14,7 +14,8 @@ one change at a time from batch 128, one step per execution, numpy input; every 
 number of images and is measured ``--repeats`` times in turn (the best is kept). (b) Cold load (no parsed-array cache: ``paths.DATA_DIR`` points
 at an empty temporary folder) and warm load of ``load_arrays`` and ``load_fashion_mnist``. (c) With
 ``--notebooks``, each notebook's wall and CPU time via ``python -m fmnist_helpers.run --profile P NB``
-(this executes the notebooks for real and writes their records, like ``make run``).
+(this executes the notebooks for real, in order, in a new empty output folder per profile, so that no
+finished run is reused; their records and figures go to that folder and are deleted afterwards).
 
 Results are printed and written atomically to ``benchmarks/results.json`` with the machine, library versions,
 date and command. Sections not measured in this run are kept from the previous file, each with its own
@@ -206,23 +207,30 @@ def benchmark_data_loading(repeats: int = 3) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- notebooks
 def benchmark_notebooks(names: list[str], profiles: list[str]) -> dict[str, Any]:
-    """Wall and CPU time of ``python -m fmnist_helpers.run --profile P NB`` for each notebook and profile."""
+    """Wall and CPU time of ``python -m fmnist_helpers.run --profile P NB`` for each notebook and profile.
+
+    Each profile runs its notebooks in order in a new, empty output folder (``FMNIST_OUTPUT_DIR``): a notebook
+    finds no finished run to reuse except those of the notebooks before it in this call (notebook 06 reads the
+    models of 02 and 03), as in a fresh clone, and nothing tracked is written.
+    """
     notebooks = run.select_notebooks(names)
     rows = []
     for profile in profiles:
-        for notebook in notebooks:
-            before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            start = time.perf_counter()
-            completed = subprocess.run([sys.executable, "-m", "fmnist_helpers.run", "--profile", profile,
-                                        notebook.stem], cwd=paths.REPO_ROOT)
-            wall = time.perf_counter() - start
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-            rows.append({"notebook": notebook.stem, "profile": profile, "ok": completed.returncode == 0,
-                         "wall_time_s": round(wall, 1), "cpu_time_s": round(cpu, 1)})
-            print(f"  {notebook.stem:28s} {profile:8s} {'ok' if rows[-1]['ok'] else 'FAILED':6s} "
-                  f"{wall:8.1f} s wall {cpu:8.1f} s CPU", flush=True)
-    return {"results": rows}
+        with tempfile.TemporaryDirectory(prefix=f"fmnist-bench-{profile}-") as output_dir:
+            env = {**os.environ, "FMNIST_OUTPUT_DIR": output_dir}
+            for notebook in notebooks:
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                start = time.perf_counter()
+                completed = subprocess.run([sys.executable, "-m", "fmnist_helpers.run", "--profile", profile,
+                                            notebook.stem], cwd=paths.REPO_ROOT, env=env)
+                wall = time.perf_counter() - start
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+                rows.append({"notebook": notebook.stem, "profile": profile, "ok": completed.returncode == 0,
+                             "wall_time_s": round(wall, 1), "cpu_time_s": round(cpu, 1)})
+                print(f"  {notebook.stem:28s} {profile:8s} {'ok' if rows[-1]['ok'] else 'FAILED':6s} "
+                      f"{wall:8.1f} s wall {cpu:8.1f} s CPU", flush=True)
+    return {"results": rows, "output": "a new, empty FMNIST_OUTPUT_DIR per profile, notebooks in order"}
 
 
 # ---------------------------------------------------------------- output

@@ -468,7 +468,8 @@ def render_results(inputs: Inputs) -> str:
             parts.append(f"![Seed write-ups: reported vs measured test accuracy](figures/{SEED_FIGURE}.png)")
     runtimes = markdown_table(runtime_table(inputs))
     if " ¹" in runtimes:
-        runtimes += "\n\n¹ from `benchmarks/results.json` (`python benchmarks/benchmark.py --notebooks`)."
+        runtimes += ("\n\n¹ from `benchmarks/results.json` (`python benchmarks/benchmark.py --notebooks`: the notebooks "
+                     "in order, in a new, empty output folder, so nothing from an earlier run is reused).")
     if " ²" in runtimes:
         runtimes += ("\n\n² the full profile ran in several sittings, each reusing the models the earlier ones "
                      "finished: the sum of the training times in its records (wall clock, on the CPUs they name).")

@@ -164,3 +164,19 @@ def test_a_single_model_runs_without_the_figures_of_the_others(tmp_path_factory)
     assert not figures & {"02_seed001_learning_curves", "02_seed001_confusion_matrices", "02_tyler_sweeps"}
     printed = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
     assert "no seed-001 MLP among the models (-p models)" in printed and "no sweep chosen" in printed
+
+
+def test_all_four_sweeps_are_judged_against_the_seed_noise(tmp_path_factory):
+    """``-p sweeps all``: every sweep is plotted, and its L2 line and best-value row are built from its own values
+    only (a table over all sweeps must not mix the values of one sweep into another)."""
+    out, nb = run_quick(tmp_path_factory, NOTEBOOK, models="seed002_mlp", sweeps="all", ablations="none")
+    printed = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+    settings = {"dropout": 2, "learning_rate": 2, "batch_size": 2, "epochs": 2}  # the quick profile's grids
+    for param, count in settings.items():
+        line = next(line for line in printed.splitlines() if line.strip().startswith(f"{param}: L2 helps at"))
+        assert f"of {count} settings" in line, line
+    best = next(o for c in nb.cells if "seed_choice_verdict" in c.source for o in c.outputs if "data" in o)
+    table = best["data"]["text/plain"]
+    assert all(param in table for param in settings) and "not in this grid" in table  # epochs: 50 is not in 1-2
+    assert "02_tyler_sweeps.png" in {p.name for p in (out / "quick" / "figures").glob("*.png")}
+
