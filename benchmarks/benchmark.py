@@ -6,16 +6,17 @@
     python benchmarks/benchmark.py --skip-training --skip-data   # only the execution settings (about 3 min)
 
 (a) Training throughput in images/s of representative models on the real data (a small batch-normalized
-CNN also with the augmentation layers of notebook 03, to show what augmentation costs per step), in float32 and, where the
-CPU has native bf16, in ``mixed_bfloat16``: the timed steps follow warm-up steps inside one ``fit`` call, so
-tracing and data-adapter set-up are excluded. (a') Execution settings of one small CNN (``--execution-model``) in
-the notebooks' precision: batch size, ``steps_per_execution`` and a ``tf.data`` pipeline against numpy arrays,
-one change at a time from batch 128, one step per execution, numpy input; every setting trains on the same
-number of images and is measured ``--repeats`` times in turn (the best is kept). (b) Cold load (no parsed-array cache: ``paths.DATA_DIR`` points
-at an empty temporary folder) and warm load of ``load_arrays`` and ``load_fashion_mnist``. (c) With
-``--notebooks``, each notebook's wall and CPU time via ``python -m fmnist_helpers.run --profile P NB``
-(this executes the notebooks for real, in order, in a new empty output folder per profile, so that no
-finished run is reused; their records and figures go to that folder and are deleted afterwards).
+CNN also with the augmentation layers of notebook 03, to show what augmentation costs per step), in float32
+and, where the CPU has native bf16, in ``mixed_bfloat16``: the timed steps follow warm-up steps inside one
+``fit`` call, so tracing and data-adapter set-up are excluded. (a') Execution settings of one small CNN
+(``--execution-model``) in the notebooks' precision: batch size, ``steps_per_execution`` and a ``tf.data``
+pipeline against numpy arrays, one change at a time from batch 128, one step per execution, numpy input; every
+setting trains on the same number of images and is measured ``--repeats`` times in turn (the best is kept).
+(b) Cold load (no parsed-array cache: ``paths.DATA_DIR`` points at an empty temporary folder) and warm load of
+``load_arrays`` and ``load_fashion_mnist``. (c) With ``--notebooks``, each notebook's wall and CPU time via
+``python -m fmnist_helpers.run --profile P NB`` (this executes the notebooks for real, in order, in a new empty
+output folder per profile, so that no finished run is reused; their records and figures go to that folder and
+are deleted afterwards).
 
 Results are printed and written atomically to ``benchmarks/results.json`` with the machine, library versions,
 date and command. Sections not measured in this run are kept from the previous file, each with its own
