@@ -179,4 +179,3 @@ def test_all_four_sweeps_are_judged_against_the_seed_noise(tmp_path_factory):
     table = best["data"]["text/plain"]
     assert all(param in table for param in settings) and "not in this grid" in table  # epochs: 50 is not in 1-2
     assert "02_tyler_sweeps.png" in {p.name for p in (out / "quick" / "figures").glob("*.png")}
-
