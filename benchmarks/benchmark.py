@@ -126,11 +126,10 @@ def measure_throughput(name: str, precision: str, x: np.ndarray, y: np.ndarray, 
     finally:
         keras.mixed_precision.set_global_policy("float32")
     execution_times = np.diff(timer.times[warmup // steps_per_execution - 1:])  # the timed executions
-    step_times = np.repeat(execution_times / steps_per_execution, steps_per_execution)
-    median = float(np.median(step_times))
+    median = float(np.median(execution_times)) / steps_per_execution  # per step
     return {"model": name, "precision": precision, "params_count": int(model.count_params()),
             "images_per_s": round(batch_size / median, 1), "ms_per_step": round(1000 * median, 2),
-            "images_per_s_mean": round(batch_size * len(step_times) / float(step_times.sum()), 1)}
+            "images_per_s_mean": round(batch_size * steps / float(execution_times.sum()), 1)}
 
 
 def benchmark_training(models: list[str], precisions: list[str], steps: int, warmup: int,
@@ -297,8 +296,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         fh.positive_int(f"--{name.replace('_', '-')}", getattr(args, name))
     args.models = fh.subset_of(MODELS)("--models", args.models)
     fh.one_of(MODELS)("--execution-model", args.execution_model)
-    precisions = (["float32", "mixed_bfloat16"] if machine_info()["bf16"] else ["float32"]) \
-        if args.precisions == "auto" else args.precisions
+    precisions = list(dict.fromkeys(["float32", fh.native_precision()])) if args.precisions == "auto" \
+        else args.precisions
     args.precisions = fh.subset_of(("float32", "mixed_bfloat16"))("--precisions", precisions)
     args.profiles = fh.subset_of(fh.PROFILES)("--profiles", args.profiles)
     return args
@@ -327,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         sections["training"] = benchmark_training(args.models, args.precisions, args.steps, args.warmup,
                                                   args.batch_size)
     if not args.skip_execution:
-        precision = "mixed_bfloat16" if machine["bf16"] else "float32"  # the notebooks' precision="auto"
+        precision = fh.native_precision()  # the notebooks' precision="auto"
         print(f"execution settings of {args.execution_model} in {precision} ({args.steps} steps of batch 128 or as "
               f"many images, best of {args.repeats} rounds):")
         sections["execution"] = benchmark_execution(args.execution_model, precision, args.steps, args.warmup,

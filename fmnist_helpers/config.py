@@ -350,6 +350,12 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def native_precision() -> str:
+    """The dtype policy ``precision="auto"`` means on this CPU: ``mixed_bfloat16`` where the CPU has native bf16
+    (AVX512_BF16 or AMX), ``float32`` elsewhere."""
+    return "mixed_bfloat16" if machine_info()["bf16"] else "float32"
+
+
 def library_versions() -> dict[str, str]:
     """Versions of the libraries a result depends on."""
     import importlib.metadata as md

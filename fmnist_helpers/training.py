@@ -20,7 +20,7 @@ import keras
 import numpy as np
 
 from fmnist_helpers import paths
-from fmnist_helpers.config import PRECISIONS, RunConfig, machine_info, one_of
+from fmnist_helpers.config import PRECISIONS, RunConfig, native_precision, one_of
 from fmnist_helpers.data import FashionMNIST, atomic_write
 from fmnist_helpers.evaluation import predict_probabilities, translate
 from fmnist_helpers.results import load_record, record_result, run_seed
@@ -35,7 +35,7 @@ def use_precision(mode: str = "auto") -> str:
     """
     mode = one_of(PRECISIONS)("precision", mode)
     if mode == "auto":
-        mode = "mixed_bfloat16" if machine_info()["bf16"] else "float32"
+        mode = native_precision()
     keras.mixed_precision.set_global_policy(mode)
     return mode
 

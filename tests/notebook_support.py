@@ -61,3 +61,9 @@ def quick_run(tmp_path_factory, notebook: str, **parameters):
         patch.setenv("FMNIST_OUTPUT_DIR", str(out))
         nb = execute_notebook(notebook, tmp_path_factory.mktemp(f"{notebook[:2]}_cwd"), **parameters)
     return out, nb
+
+
+def printed(nb) -> str:
+    """Everything the code cells of an executed notebook printed (their stream outputs), one output per line."""
+    return "\n".join(out.get("text", "") for cell in nb.cells if cell.cell_type == "code"
+                     for out in cell.get("outputs", []) if out.get("output_type") == "stream")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from notebook_support import quick_run as run_quick, resolve_notebook_parameters
+from notebook_support import printed, quick_run as run_quick, resolve_notebook_parameters
 
 import fmnist_helpers as fh
 from fmnist_helpers import baselines
@@ -54,9 +54,9 @@ def test_every_sweep_setting_runs_once_per_sweep_seed(quick_run, quick_outputs):
     sweep_runs = sorted((r["model"], r["seed"]) for r in fh.load_records(quick_run / "results", notebook=NOTEBOOK)
                         if r["model"].startswith("sweep_"))
     assert sweep_runs == sorted((m, s) for m in EXPECTED_MODELS if m.startswith("sweep_") for s in (0, 1))
-    printed = "".join(o.get("text", "") for c in quick_outputs[1].cells for o in c.get("outputs", []))
-    assert "2 sweep settings × 2 seeds on 1,000 training images" in printed
-    line = next(line for line in printed.splitlines() if line.strip().startswith("epochs: L2 helps at"))
+    text = printed(quick_outputs[1])
+    assert "2 sweep settings × 2 seeds on 1,000 training images" in text
+    line = next(line for line in text.splitlines() if line.strip().startswith("epochs: L2 helps at"))
     assert "of 2 settings" in line and "(seed chose 50)" in line  # the quick epochs sweep: epochs 1 and 2
 
 
@@ -162,18 +162,18 @@ def test_a_single_model_runs_without_the_figures_of_the_others(tmp_path_factory)
     figures = {p.stem for p in (out / "quick" / "figures").glob("02_*.png")}
     assert "02_seed002_prediction_gallery" in figures
     assert not figures & {"02_seed001_learning_curves", "02_seed001_confusion_matrices", "02_tyler_sweeps"}
-    printed = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
-    assert "no seed-001 MLP among the models (-p models)" in printed and "no sweep chosen" in printed
+    text = printed(nb)
+    assert "no seed-001 MLP among the models (-p models)" in text and "no sweep chosen" in text
 
 
 def test_all_four_sweeps_are_judged_against_the_seed_noise(tmp_path_factory):
     """``-p sweeps all``: every sweep is plotted, and its L2 line and best-value row are built from its own values
     only (a table over all sweeps must not mix the values of one sweep into another)."""
     out, nb = run_quick(tmp_path_factory, NOTEBOOK, models="seed002_mlp", sweeps="all", ablations="none")
-    printed = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+    text = printed(nb)
     settings = {"dropout": 2, "learning_rate": 2, "batch_size": 2, "epochs": 2}  # the quick profile's grids
     for param, count in settings.items():
-        line = next(line for line in printed.splitlines() if line.strip().startswith(f"{param}: L2 helps at"))
+        line = next(line for line in text.splitlines() if line.strip().startswith(f"{param}: L2 helps at"))
         assert f"of {count} settings" in line, line
     best = next(o for c in nb.cells if "seed_choice_verdict" in c.source for o in c.outputs if "data" in o)
     table = best["data"]["text/plain"]

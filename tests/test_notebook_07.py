@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from notebook_support import execute_notebook, quick_run as run_quick, resolve_notebook_parameters
+from notebook_support import execute_notebook, printed, quick_run as run_quick, resolve_notebook_parameters
 
 from fmnist_helpers import paths
 
@@ -26,11 +26,6 @@ SESSION = re.compile(r"(\d+) new trial\(s\) in this session, (\d+) reloaded; (\d
 
 def execute(cwd: Path, **parameters):
     return execute_notebook(NOTEBOOK, cwd, **parameters)
-
-
-def printed(nb) -> str:
-    return "\n".join(out.get("text", "") for cell in nb.cells if cell.cell_type == "code"
-                     for out in cell.get("outputs", []) if out.get("output_type") == "stream")
 
 
 def session(nb) -> tuple[int, int, int, int]:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from notebook_support import printed
 
 from fmnist_helpers import paths, run
 
@@ -49,8 +50,7 @@ def test_failure_is_reported_and_the_others_still_run(notebooks, isolated_output
     assert not broken["ok"] and broken["error"].startswith("cell ") and "ValueError" in broken["error"]
     assert hello["ok"] and hello["error"] == "" and hello["wall_time_s"] >= 0 and "cpu" in hello["machine"]
     executed = nbformat.read(isolated_outputs / "quick" / "notebooks" / "01_hello.ipynb", as_version=4)
-    printed = "".join(o.get("text", "") for cell in executed.cells for o in cell.get("outputs", []))
-    assert "hello from quick quick: 1" in printed
+    assert "hello from quick quick: 1" in printed(executed)
     assert not list(paths.RESULTS_DIR.glob("quick/_notebooks/*.json"))  # nothing written to tracked files
 
 
@@ -60,8 +60,7 @@ def test_success_exits_zero_and_default_profile_is_not_quick(notebooks, isolated
     assert "1 of 1 notebooks passed" in capsys.readouterr().out
     assert runtime_record(isolated_outputs, "default", "01_hello")["ok"]
     executed = nbformat.read(isolated_outputs / "default" / "notebooks" / "01_hello.ipynb", as_version=4)
-    printed = "".join(o.get("text", "") for cell in executed.cells for o in cell.get("outputs", []))
-    assert "hello from default quick: None" in printed
+    assert "hello from default quick: None" in printed(executed)
 
 
 def test_select_notebooks(notebooks):

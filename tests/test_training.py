@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fmnist_helpers as fh
-from fmnist_helpers import evaluation, training
+from fmnist_helpers import config, evaluation, training
 
 
 @pytest.fixture(scope="module")
@@ -111,10 +111,14 @@ def test_a_model_recorded_on_another_test_slice_is_trained_again(cfg, small_data
     assert len(again.test_probabilities) == 100
 
 
-def test_precision_policy():
+def test_precision_policy(monkeypatch):
     try:
         assert training.use_precision("float32") == "float32"
         assert training.use_precision("auto") in ("float32", "mixed_bfloat16")
+        for bf16, expected in ((True, "mixed_bfloat16"), (False, "float32")):  # "auto" follows the CPU's bf16 flag
+            monkeypatch.setattr(config, "machine_info", lambda bf16=bf16: {"bf16": bf16})
+            assert config.native_precision() == expected == training.use_precision("auto")
+            assert keras.mixed_precision.global_policy().name == expected
         with pytest.raises(ValueError, match="precision must be"):
             training.use_precision("fp8")
     finally:
