@@ -87,7 +87,10 @@ class RecalibrateBatchNorm(keras.callbacks.Callback):
 
 def augmentation_layers(flip: bool = True, shift_erase: bool = False) -> list:
     """Keras augmentation layers for 28×28×1 images in [0, 1], active only in training: horizontal flips, and with
-    ``shift_erase`` also ±2-pixel shifts and random erasing of 2–15 % of the image (zero-filled).
+    ``shift_erase`` also shifts by whole pixels, up to 2 in each direction, and random erasing of 2–15 % of the image
+    (zero-filled). The shifts use nearest-neighbour sampling: with Keras' default bilinear sampling a random
+    translation lands between pixels and blurs the image, and the network would train on blurred images but be
+    tested on sharp ones.
 
     The flip layer is created even with ``flip=False``: it draws its seed from the random stream that also seeds
     the weight initializers, so a model built after this call starts from the same weights with or without it.
@@ -97,7 +100,8 @@ def augmentation_layers(flip: bool = True, shift_erase: bool = False) -> list:
     flip_layer = layers.RandomFlip("horizontal")
     stack = [flip_layer] if flip else []
     if shift_erase:
-        stack += [layers.RandomTranslation(2 / 28, 2 / 28, fill_mode="constant", fill_value=0.0),
+        stack += [layers.RandomTranslation(2 / 28, 2 / 28, fill_mode="constant", fill_value=0.0,
+                                          interpolation="nearest"),
                   layers.RandomErasing(factor=(0.5, 0.5), scale=(0.02, 0.15), fill_value=0.0, value_range=(0.0, 1.0))]
     return stack
 

@@ -189,6 +189,21 @@ def test_augmentation_layers_follow_the_two_switches():
         layers.RandomFlip, layers.RandomTranslation, layers.RandomErasing]
 
 
+def test_shift_augmentation_moves_images_by_whole_pixels_without_blurring_them():
+    images = np.random.default_rng(0).random((64, 28, 28, 1)).astype("float32")
+    fh.set_seed(0)
+    shift = fh.augmentation_layers(flip=False, shift_erase=True)[0]
+    shifted = np.asarray(shift(images, training=True))
+    padded = np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0)))
+    offsets = []
+    for original, out in zip(padded, shifted):
+        matches = [(dy, dx) for dy in range(5) for dx in range(5)
+                   if np.array_equal(original[dy:dy + 28, dx:dx + 28], out)]
+        assert matches, "a shifted image is not the original moved by whole pixels (blurred by interpolation?)"
+        offsets.append(matches[0])
+    assert len(set(offsets)) > 5  # the shifts vary from image to image
+
+
 def test_a_model_starts_from_the_same_weights_with_or_without_flips():
     import keras
     from keras import layers
