@@ -13,9 +13,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ star
 
 _HOME = {  # public name -> the submodule that defines it
     **dict.fromkeys(["PRECISIONS", "PROFILES", "RunConfig", "changed_parameters", "environment_stamp", "fraction",
-                     "int_between", "int_list", "machine_info", "native_precision", "non_negative_int", "one_of", "optional",
-                     "optional_subset_of", "positive_float", "positive_int", "quick_mode", "resolve_parameters",
-                     "set_seed", "subset_of"], "config"),
+                     "int_between", "int_list", "machine_info", "native_precision", "non_negative_int", "one_of",
+                     "optional", "optional_subset_of", "positive_float", "positive_int", "quick_mode",
+                     "resolve_parameters", "set_seed", "subset_of"], "config"),
     **dict.fromkeys(["CLASS_NAMES", "NUM_CLASSES", "DataError", "FashionMNIST", "load_fashion_mnist", "stratified_subset"], "data"),
     **dict.fromkeys(["color_for", "figure_path", "plot_confusion_matrix", "plot_history", "plot_image_grid",
                      "save_fig"], "plotting"),
