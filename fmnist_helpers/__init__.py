@@ -21,8 +21,8 @@ _HOME = {  # public name -> the submodule that defines it
                      "save_fig"], "plotting"),
     **dict.fromkeys(["load_record", "load_records", "record_result", "records_frame", "run_seed", "summarize",
                      "train_seconds", "tta_used"], "results"),
-    **dict.fromkeys(["RecalibrateBatchNorm", "TrainedModel", "augmentation_layers", "model_path", "predict",
-                     "train_and_record", "use_precision"], "training"),
+    **dict.fromkeys(["RecalibrateBatchNorm", "TrainedModel", "augmentation_description", "augmentation_layers",
+                     "model_path", "predict", "shuffled_batches", "train_and_record", "use_precision"], "training"),
 }
 __all__ = sorted([*_HOME, "paths"])
 

@@ -132,7 +132,7 @@ def test_only_the_models_selection_keeps_a_full_run_publishing(monkeypatch):
 
     monkeypatch.delenv("FMNIST_QUICK", raising=False)
     namespace = resolve_notebook_parameters("03_cnn", profile="full", models="workbook_cnn")
-    assert config.publishes_figures() and namespace["cfg"].epochs_workbook == 45
+    assert config.publishes_figures() and namespace["cfg"].epochs_workbook == 50
     assert config.changed_parameters() == ()  # so the design goal is checked
     namespace = resolve_notebook_parameters("03_cnn", profile="full", models="workbook_cnn", epochs=3)
     assert not config.publishes_figures() and namespace["cfg"].epochs_workbook == 3

@@ -203,6 +203,50 @@ def test_shift_augmentation_moves_images_by_whole_pixels_without_blurring_them()
     assert len(set(offsets)) > 5  # the shifts vary from image to image
 
 
+def test_augmentation_description_names_each_layer_and_what_it_does():
+    described = fh.augmentation_description(fh.augmentation_layers(shift_erase=True))
+    assert [entry["layer"] for entry in described] == ["RandomFlip", "RandomTranslation", "RandomErasing"]
+    assert described[0]["mode"] == "horizontal" and described[1]["interpolation"] == "nearest"
+    assert described[1]["width_factor"] == pytest.approx(2 / 28) and list(described[2]["scale"]) == [0.02, 0.15]
+    assert fh.augmentation_description([]) == []
+    bilinear = keras.layers.RandomTranslation(2 / 28, 2 / 28, fill_mode="constant")
+    assert fh.augmentation_description([bilinear])[0]["interpolation"] == "bilinear"  # another run, told apart
+
+
+def epochs_of(dataset, epochs: int) -> list[np.ndarray]:
+    return [np.concatenate([np.asarray(labels) for _, labels in dataset]) for _ in range(epochs)]
+
+
+def test_shuffled_batches_show_every_image_once_per_epoch_in_a_seeded_order():
+    images = np.arange(300, dtype="float32").reshape(300, 1, 1) * np.ones((1, 28, 28), "float32")
+    labels = np.arange(300)
+    batches = fh.shuffled_batches(images, labels, batch_size=64, seed=3)
+    orders = epochs_of(batches, 3)
+    first = next(iter(batches))
+    assert first[0].shape == (64, 28, 28) and np.array_equal(first[0][:, 0, 0], first[1])  # images stay with labels
+    assert all(sorted(order) == list(range(300)) for order in orders)  # each image once per epoch
+    assert not np.array_equal(orders[0], orders[1]) and not np.array_equal(orders[0], np.arange(300))
+    assert all(np.array_equal(a, b) for a, b in zip(orders, epochs_of(fh.shuffled_batches(images, labels, 64, 3), 3)))
+    assert not np.array_equal(orders[0], epochs_of(fh.shuffled_batches(images, labels, 64, 4), 1)[0])
+    assert batches.options().autotune.enabled is False  # the point of the helper: no autotuning thread
+
+
+def test_shuffled_batches_pipeline_trains_deterministically_and_is_recorded(cfg, small_data):
+    first = training.train_and_record(cfg, "piped_a", build_mlp, small_data, epochs=2, batch_size=64,
+                                      pipeline="shuffled_batches")
+    second = training.train_and_record(cfg, "piped_b", build_mlp, small_data, epochs=2, batch_size=64,
+                                       pipeline="shuffled_batches")
+    assert first.record["metrics"] == second.record["metrics"]
+    assert first.record["params"]["pipeline"] == "shuffled_batches" and first.record["metrics"]["test_accuracy"] > 0.3
+    keras_fed = training.train_and_record(cfg, "piped_a", build_mlp, small_data, epochs=2, batch_size=64)
+    assert "pipeline" not in keras_fed.record["params"]  # the other pipeline: trained again, not reused
+    with pytest.raises(ValueError, match="pipeline"):
+        training.train_and_record(cfg, "piped_c", build_mlp, small_data, epochs=1, batch_size=64, pipeline="numpy")
+    with pytest.raises(ValueError, match="train_inputs"):
+        training.train_and_record(cfg, "piped_c", build_mlp, small_data, epochs=1, batch_size=64,
+                                  pipeline="shuffled_batches", train_inputs=object())
+
+
 def test_a_model_starts_from_the_same_weights_with_or_without_flips():
     import keras
     from keras import layers
