@@ -128,9 +128,10 @@ def shuffled_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, se
 
     ``model.fit`` builds a similar pipeline itself from numpy arrays, with tf.data's autotuning on. Autotuning
     runs a background thread that wakes up less and less often, and a new epoch must wait for the thread of the
-    last epoch's pipeline to finish; on a 2-core CPU that held up the start of most epochs by up to 10 s (up to
-    20 s on a slower CPU), as much as a third of an epoch. This pipeline does the same work, a gather of each
-    shuffled batch from the arrays in memory, with autotuning off, so every epoch starts at once.
+    last epoch's pipeline to finish; on a 2-core CPU that held up the start of most long epochs by seconds (the
+    per-epoch times in the records show it). This pipeline does the same work, a gather of each shuffled batch
+    from the arrays in memory, with autotuning off, so every epoch starts at once. With the same seed, a new
+    pipeline gives the same sequence of epoch orders.
     """
     import tensorflow as tf
 
