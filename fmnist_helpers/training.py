@@ -71,8 +71,7 @@ class RecalibrateBatchNorm(keras.callbacks.Callback):
         self.images, self.batches, self.batch_size, self.seed = images, batches, batch_size, seed
 
     def on_train_end(self, logs: dict | None = None) -> None:
-        norms = [layer for layer in self.model._flatten_layers(include_self=False)
-                 if isinstance(layer, keras.layers.BatchNormalization)]
+        norms = [layer for layer in _nested_layers(self.model) if isinstance(layer, keras.layers.BatchNormalization)]
         momenta, rng = [norm.momentum for norm in norms], np.random.default_rng(self.seed)
         try:
             for k in range(self.batches):
@@ -83,6 +82,16 @@ class RecalibrateBatchNorm(keras.callbacks.Callback):
         finally:
             for norm, momentum in zip(norms, momenta):
                 norm.momentum = momentum
+
+
+def _nested_layers(model: keras.Model) -> list:
+    """Every layer of ``model``, including the layers of models nested in it, in order."""
+    found = []
+    for layer in model.layers:
+        found.append(layer)
+        if isinstance(layer, keras.Model):
+            found += _nested_layers(layer)
+    return found
 
 
 def augmentation_layers(flip: bool = True, shift_erase: bool = False) -> list:

@@ -277,3 +277,13 @@ def test_recalibrate_batchnorm_replaces_stale_statistics_and_touches_nothing_els
     assert norm.momentum == momentum  # restored
     for before, after in zip(trainable, model.trainable_weights, strict=True):
         np.testing.assert_array_equal(after.numpy(), before)  # no gradient step
+
+
+def test_recalibrate_batchnorm_reaches_models_nested_in_the_model():
+    images = np.random.default_rng(1).normal(-2.0, 1.0, size=(500, 4)).astype("float32")
+    inner = keras.Sequential([keras.Input((4,)), keras.layers.BatchNormalization()], name="inner")
+    model = keras.Sequential([keras.Input((4,)), inner, keras.layers.Dense(2)])
+    callback = training.RecalibrateBatchNorm(images, batches=10, batch_size=100)
+    callback.set_model(model)
+    callback.on_train_end()
+    np.testing.assert_allclose(inner.layers[0].moving_mean.numpy(), images.mean(axis=0), atol=0.15)
