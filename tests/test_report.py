@@ -203,6 +203,20 @@ def test_full_profile_over_several_sittings_counts_every_recorded_training(workb
     assert "full profile 60.0 min of training over several sittings, measured" in first
 
 
+def test_extra_seed_runs_are_not_charged_to_the_full_profile(workbook):
+    """A repeat with ``-p seed 1`` adds a seed to the accuracy, not to what ``-p profile full`` costs."""
+    write_record(workbook / "results", "full", "03_cnn", "workbook_cnn", 0, 0.947, wall_time_s=1800.0)
+    write_record(workbook / "results", "full", "03_cnn", "workbook_cnn", 1, 0.949, wall_time_s=1800.0)
+    extra = workbook / "results" / "full" / "03_cnn" / "workbook_cnn__seed1.json"
+    record = json.loads(extra.read_text())
+    extra.write_text(json.dumps({**record, "run_seed": 1, "command": record["command"] + " -p seed 1"}))
+    report.main(["--no-figures"])
+    text = generated(paths.README_PATH.read_text())
+    row = next(line for line in text.splitlines() if line.startswith("| [03_cnn]"))
+    assert row.endswith("| 30.0 min of training ² |")  # seed 0's run only
+    assert "94.80 ± 0.14% (n=2)" in text  # both seeds in the accuracy
+
+
 def test_check_reports_an_outdated_readme(workbook):
     assert report.main(["--check"]) == 1
     assert paths.README_PATH.read_text() == README  # --check writes nothing
