@@ -474,8 +474,8 @@ def render_results(inputs: Inputs) -> str:
                      "in order, in a new, empty output folder, so nothing from an earlier run is reused).")
     if " ²" in runtimes:
         runtimes += ("\n\n² the full profile ran in several sittings, each reusing the models the earlier ones "
-                     "finished: the sum of the training times in its records (wall clock, on the CPUs they name), leaving out "
-                     "extra repeats run with another `-p seed`.")
+                     "finished: the sum of the training times in its records (wall clock, on the CPUs they name), "
+                     "leaving out extra repeats run with another `-p seed`.")
     parts.append("### CPU runtime per notebook\n\nWall-clock and CPU time of each notebook run with "
                  "`python -m fmnist_helpers.run --profile <profile> <notebook>`.\n\n" + runtimes)
     parts.append("### Benchmark\n\n" + benchmark_section(inputs.benchmark))

@@ -114,6 +114,7 @@ def augmentation_layers(flip: bool = True, shift_erase: bool = False) -> list:
                   layers.RandomErasing(factor=(0.5, 0.5), scale=(0.02, 0.15), fill_value=0.0, value_range=(0.0, 1.0))]
     return stack
 
+
 AUGMENTATION_SETTINGS = {"RandomFlip": ("mode",), "RandomErasing": ("factor", "scale", "fill_value"),
                          "RandomTranslation": ("height_factor", "width_factor", "interpolation", "fill_mode")}
 
