@@ -310,8 +310,9 @@ def train_and_record(
                 **({"pipeline": pipeline} if pipeline != "keras" else {})}
     record = None if retrain else load_record(cfg, name, seed)
     changed = changed_settings(record, settings, len(data.y_train), split_seed=cfg.seed)
-    if record is not None and record.get("params", {}).get("pipeline", "keras") != pipeline:
-        changed.append("pipeline")
+    recorded_pipeline = (record or {}).get("params", {}).get("pipeline", "keras")
+    if record is not None and recorded_pipeline != pipeline and "pipeline" not in changed:
+        changed.append("pipeline")  # also when the record has a pipeline and this run uses Keras' own
     if changed:
         print(f"{name} (seed {seed}): recorded with other settings ({', '.join(changed)}); training again")
         record = None
