@@ -3,7 +3,8 @@
     python benchmarks/benchmark.py                      # throughput + data loading (a few minutes on 2 cores)
     python benchmarks/benchmark.py --steps 20           # a smoke test
     python benchmarks/benchmark.py --notebooks 01 03    # also time notebooks 01 and 03 (quick and default)
-    python benchmarks/benchmark.py --skip-training --skip-data   # only the execution settings (about 3 min)
+    python benchmarks/benchmark.py --skip-training --skip-data --skip-epochs   # only the execution settings
+    python benchmarks/benchmark.py --skip-training --skip-data --skip-execution  # only the epoch starts
 
 (a) Training throughput in images/s of representative models on the real data (a small batch-normalized
 CNN also with the augmentation layers of notebook 03, to show what augmentation costs per step), in float32
@@ -12,6 +13,9 @@ and, where the CPU has native bf16, in ``mixed_bfloat16``: the timed steps follo
 (``--execution-model``) in the notebooks' precision: batch size, ``steps_per_execution`` and a ``tf.data``
 pipeline against numpy arrays, one change at a time from batch 128, one step per execution, numpy input; every
 setting trains on the same number of images and is measured ``--repeats`` times in turn (the best is kept).
+(a'') Epoch starts (``--epoch-model``): several short epochs of one model, fed numpy arrays (Keras builds a
+``tf.data`` pipeline with autotuning on) and fed ``fh.shuffled_batches`` (autotuning off), with the wait from the
+start of each epoch to the end of its first step; (a) and (a') time steps inside one epoch and cannot see it.
 (b) Cold load (no parsed-array cache: ``paths.DATA_DIR`` points at an empty temporary folder) and warm load of
 ``load_arrays`` and ``load_fashion_mnist``. (c) With ``--notebooks``, each notebook's wall and CPU time via
 ``python -m fmnist_helpers.run --profile P NB`` (this executes the notebooks for real, in order, in a new empty
@@ -176,6 +180,78 @@ def benchmark_execution(name: str, precision: str, steps: int, warmup: int, repe
                          "deterministic_ops": True}, "results": results}
 
 
+EPOCH_INPUTS = ("numpy", "shuffled_batches")
+
+
+def measure_epoch_starts(name: str, precision: str, x: np.ndarray, y: np.ndarray, epochs: int, batch_size: int,
+                         feed: str) -> dict[str, Any]:
+    """Per-epoch wall times of ``epochs`` shuffled epochs, and per epoch the time to the end of its first step.
+
+    ``feed`` is ``"numpy"`` (the arrays as they are, shuffled by Keras) or ``"shuffled_batches"``. The first
+    epoch also traces the model, so the summary leaves it out.
+    """
+    import keras
+
+    fh.one_of(EPOCH_INPUTS)("feed", feed)
+    fh.use_precision(precision)
+    try:
+        fh.set_seed(0)
+        model = build_model(name)
+        timer = _epoch_start_timer()
+        if feed == "numpy":
+            model.fit(x, y, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=0, callbacks=[timer])
+        else:
+            model.fit(fh.shuffled_batches(x, y, batch_size, seed=0), epochs=epochs, shuffle=False, verbose=0,
+                      callbacks=[timer])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    later_epochs, later_waits = np.array(timer.epoch_times[1:]), np.array(timer.first_step_times[1:])
+    return {"input": feed, "epoch_times_s": [round(t, 3) for t in timer.epoch_times],
+            "first_step_s": [round(t, 3) for t in timer.first_step_times],
+            "later_epochs_total_s": round(float(later_epochs.sum()), 2),
+            "first_steps_total_s": round(float(later_waits.sum()), 2),
+            "max_first_step_s": round(float(later_waits.max()), 3)}
+
+
+def benchmark_epoch_starts(name: str, precision: str, images: int, epochs: int) -> dict[str, Any]:
+    """:func:`measure_epoch_starts` for each of :data:`EPOCH_INPUTS`, on the same stratified subset."""
+    split = fh.stratified_subset(fh.load_fashion_mnist(channel_axis=True), images, seed=0)
+    results = []
+    for feed in EPOCH_INPUTS:
+        row = measure_epoch_starts(name, precision, split.x_train, split.y_train, epochs, 128, feed)
+        results.append(row)
+        print(f"  {feed:17s} epochs 2-{epochs}: {row['later_epochs_total_s']:7.1f} s, of which their first steps "
+              f"{row['first_steps_total_s']:.2f} s (slowest {row['max_first_step_s']:.2f} s)", flush=True)
+    reference = results[0]["later_epochs_total_s"]
+    for row in results:
+        row["vs_numpy"] = round(row["later_epochs_total_s"] / reference, 3)
+    return {"settings": {"model": name, "precision": precision, "images": int(len(split.y_train)), "epochs": epochs,
+                         "batch_size": 128, "deterministic_ops": True}, "results": results}
+
+
+def _epoch_start_timer():
+    """A Keras callback that notes each epoch's wall time and the time from its start to the end of its first
+    step (with steps that take milliseconds, anything beyond that is waiting for the input pipeline)."""
+    import keras
+
+    class EpochStartTimer(keras.callbacks.Callback):
+        def on_train_begin(self, logs: dict | None = None) -> None:
+            self.epoch_times: list[float] = []
+            self.first_step_times: list[float] = []
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self._start = time.perf_counter()
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            if batch == 0:
+                self.first_step_times.append(time.perf_counter() - self._start)
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            self.epoch_times.append(time.perf_counter() - self._start)
+
+    return EpochStartTimer()
+
+
 # ---------------------------------------------------------------- data loading
 def _timed(call: Callable[[], Any]) -> float:
     start = time.perf_counter()
@@ -271,6 +347,9 @@ def print_tables(sections: dict[str, dict]) -> None:
         elif name == "execution":
             frame = frame.drop(columns="rounds_images_per_s")
             name = f"execution settings of {section['settings']['model']} ({section['settings']['precision']})"
+        elif name == "epoch_starts":
+            frame = frame.drop(columns=["epoch_times_s", "first_step_s"])
+            name = f"epoch starts of {section['settings']['model']} ({section['settings']['precision']})"
         print(f"\n{name}:\n{frame.to_string()}")
 
 
@@ -284,18 +363,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="'auto' (float32, plus mixed_bfloat16 if the CPU has bf16) or a comma-separated list")
     parser.add_argument("--execution-model", default="bn_cnn_flip", help="model of the execution-settings section")
     parser.add_argument("--repeats", type=int, default=2, help="rounds of the execution settings (default 2)")
+    parser.add_argument("--epoch-model", default="bn_cnn_flip", help="model of the epoch-starts section")
+    parser.add_argument("--epoch-images", type=int, default=55000,
+                        help="training images per epoch in the epoch-starts section (default 55000: all of them)")
+    parser.add_argument("--epochs", type=int, default=6, help="epochs per input in the epoch-starts section "
+                        "(default 6; at least 2, since the first also traces the model)")
     parser.add_argument("--skip-training", action="store_true")
     parser.add_argument("--skip-execution", action="store_true")
+    parser.add_argument("--skip-epochs", action="store_true")
     parser.add_argument("--skip-data", action="store_true")
     parser.add_argument("--notebooks", nargs="*", metavar="NB", default=None,
                         help="also time notebooks (all if none named); off by default because it takes long")
     parser.add_argument("--profiles", default="quick,default", help="profiles for --notebooks")
     parser.add_argument("--output", type=Path, default=OUTPUT_PATH, help="where to write the JSON record")
     args = parser.parse_args(argv)
-    for name in ("steps", "warmup", "batch_size", "repeats"):
+    for name in ("steps", "warmup", "batch_size", "repeats", "epoch_images"):
         fh.positive_int(f"--{name.replace('_', '-')}", getattr(args, name))
+    if args.epochs < 2:
+        raise ValueError(f"--epochs must be at least 2 (the first epoch also traces the model), got {args.epochs}")
     args.models = fh.subset_of(MODELS)("--models", args.models)
     fh.one_of(MODELS)("--execution-model", args.execution_model)
+    fh.one_of(MODELS)("--epoch-model", args.epoch_model)
     precisions = list(dict.fromkeys(["float32", fh.native_precision()])) if args.precisions == "auto" \
         else args.precisions
     args.precisions = fh.subset_of(("float32", "mixed_bfloat16"))("--precisions", precisions)
@@ -331,6 +419,12 @@ def main(argv: list[str] | None = None) -> int:
               f"many images, best of {args.repeats} rounds):")
         sections["execution"] = benchmark_execution(args.execution_model, precision, args.steps, args.warmup,
                                                     args.repeats)
+    if not args.skip_epochs:
+        precision = fh.native_precision()
+        print(f"epoch starts of {args.epoch_model} in {precision} ({args.epochs} epochs of {args.epoch_images:,} "
+              f"images per input):")
+        sections["epoch_starts"] = benchmark_epoch_starts(args.epoch_model, precision, args.epoch_images,
+                                                          args.epochs)
     if args.notebooks is not None:
         print("notebooks:")
         try:

@@ -431,6 +431,23 @@ def benchmark_section(benchmark: dict | None) -> str:
                      f"one change at a time (images/s over {settings.get('images', 0):,} training images after "
                      f"{settings.get('warmup_images', 0):,} warm-up images, best of {settings.get('repeats', '?')} "
                      f"rounds), {_measured(execution)}:\n\n{markdown_table(frame)}")
+    starts = benchmark.get("epoch_starts") or {}
+    if starts.get("results"):
+        settings = starts.get("settings", {})
+        frame = pd.DataFrame(starts["results"])
+        frame = pd.DataFrame({"input": frame["input"].map(code),
+                              f"epochs 2–{settings.get('epochs', '?')} (s)": frame["later_epochs_total_s"].map(
+                                  lambda v: f"{v:.1f}"),
+                              "their first steps (s)": frame["first_steps_total_s"].map(lambda v: f"{v:.2f}"),
+                              "slowest first step (s)": frame["max_first_step_s"].map(lambda v: f"{v:.2f}"),
+                              "vs the first row": frame["vs_numpy"].map(lambda v: f"{v:.2f}×")})
+        parts.append(f"Epoch starts of {code(settings.get('model', '?'))} in {settings.get('precision', '?')}: "
+                     f"{settings.get('epochs', '?')} epochs of {settings.get('images', 0):,} training images at batch "
+                     f"{settings.get('batch_size', '?')}, fed numpy arrays (Keras' own `tf.data` pipeline, "
+                     f"autotuning on) or `fh.shuffled_batches` (autotuning off). A step takes milliseconds, so the time "
+                     f"from the start of an epoch to the end of its first step is mostly waiting for the input "
+                     f"pipeline; the first epoch, which also traces the model, is left out, "
+                     f"{_measured(starts)}:\n\n{markdown_table(frame)}")
     loading = benchmark.get("data_load") or {}
     if loading.get("results"):
         frame = pd.DataFrame(loading["results"])

@@ -225,12 +225,13 @@ def changed_settings(record: Mapping[str, Any] | None, settings: Mapping[str, An
     """The settings in which a finished ``record`` differs from ``settings`` (``[]``: the run can be reused).
 
     Values are compared as the JSON record stores them (tuples as lists); a setting the record lacks counts as
-    changed, and so does another training-set size, or a data split drawn by another run's seed (``run_seed``,
-    see :func:`fmnist_helpers.results.run_seed`).
+    changed (unless :data:`IMPLIED_SETTINGS` says which value records made before it existed were made with), and
+    so does another training-set size, or a data split drawn by another run's seed (``run_seed``, see
+    :func:`fmnist_helpers.results.run_seed`).
     """
     if record is None:
         return []
-    recorded, missing = record.get("params", {}), object()
+    recorded, missing = {**IMPLIED_SETTINGS, **record.get("params", {})}, object()
     wanted = json.loads(json.dumps(dict(settings), default=str))
     changed = [name for name, value in wanted.items() if recorded.get(name, missing) != value]
     if train_size is not None and record.get("train_size") != train_size:
@@ -248,7 +249,7 @@ def _discard_checkpoint_of_other_settings(backup_dir: Path, settings: Mapping[st
     wanted = json.loads(json.dumps(dict(settings), default=str))
     if backup_dir.exists():
         try:
-            previous = json.loads(stamp.read_text())
+            previous = {**IMPLIED_SETTINGS, **json.loads(stamp.read_text())}
         except (OSError, ValueError):
             previous = {}
         if previous != wanted:
@@ -306,13 +307,9 @@ def train_and_record(
         raise ValueError(f"pipeline={pipeline!r} builds the training input itself; pass either it or train_inputs")
     tta = [one_of(TTA_VIEWS)("tta", choice) for choice in ([tta] if isinstance(tta, str) else tta)]  # before training
     saved, probabilities_file, backup_dir = _run_paths(cfg, name, seed)
-    settings = {"epochs": epochs, "batch_size": batch_size, **(params or {}),
-                **({"pipeline": pipeline} if pipeline != "keras" else {})}
+    settings = {"epochs": epochs, "batch_size": batch_size, **(params or {}), "pipeline": pipeline}
     record = None if retrain else load_record(cfg, name, seed)
     changed = changed_settings(record, settings, len(data.y_train), split_seed=cfg.seed)
-    recorded_pipeline = (record or {}).get("params", {}).get("pipeline", "keras")
-    if record is not None and recorded_pipeline != pipeline and "pipeline" not in changed:
-        changed.append("pipeline")  # also when the record has a pipeline and this run uses Keras' own
     if changed:
         print(f"{name} (seed {seed}): recorded with other settings ({', '.join(changed)}); training again")
         record = None
@@ -388,6 +385,7 @@ def train_and_record(
 
 
 PIPELINES = ("keras", "shuffled_batches")
+IMPLIED_SETTINGS = {"pipeline": "keras"}  # settings records lack that were made before the setting existed
 TTA_VIEWS = {  # test-time augmentation: the views of each image whose predictions are averaged, as (mirror, dx, dy)
     "none": [(False, 0, 0)],
     "flip": [(False, 0, 0), (True, 0, 0)],

@@ -154,6 +154,14 @@ def test_runtimes_machine_and_benchmark_are_quoted(workbook):
                                         "images_per_s": 2000.0, "vs_reference": 1.0},
                                        {"batch_size": 128, "steps_per_execution": 8, "input": "numpy",
                                         "images_per_s": 2300.4, "vs_reference": 1.15}]},
+             "epoch_starts": {"measured_at": "2026-01-02T03:04:05+00:00", "command": "python benchmarks/benchmark.py",
+                              "machine": {"cpu": "Bench CPU", "cores": 4, "bf16": True},
+                              "settings": {"model": "bn_cnn_flip", "precision": "mixed_bfloat16", "images": 16384,
+                                           "epochs": 6, "batch_size": 128},
+                              "results": [{"input": "numpy", "later_epochs_total_s": 61.31, "first_steps_total_s": 19.5,
+                                           "max_first_step_s": 10.02, "vs_numpy": 1.0},
+                                          {"input": "shuffled_batches", "later_epochs_total_s": 20.5,
+                                           "first_steps_total_s": 0.14, "max_first_step_s": 0.06, "vs_numpy": 0.335}]},
              "notebooks": {"results": [{"notebook": "03_cnn", "profile": "quick", "ok": True,
                                         "wall_time_s": 20.0, "cpu_time_s": 30.0}]}}
     report.BENCHMARK_PATH.write_text(json.dumps(bench))
@@ -166,6 +174,9 @@ def test_runtimes_machine_and_benchmark_are_quoted(workbook):
     assert "| **whole workbook** | not yet run (every notebook needed) | not yet run (every notebook needed) |" in text
     assert "Execution settings of `bn_cnn_flip` in mixed_bfloat16" in text and "best of 2 rounds" in text
     assert "| 128 | 8 | `numpy` | 2,300 | 1.15× |" in text
+    assert "Epoch starts of `bn_cnn_flip` in mixed_bfloat16: 6 epochs of 16,384 training images at batch 128" in text
+    assert "| `numpy` | 61.3 | 19.50 | 10.02 | 1.00× |" in text
+    assert "| `shuffled_batches` | 20.5 | 0.14 | 0.06 | 0.34× |" in text
     first = nbformat.read(paths.NOTEBOOKS_DIR / "03_cnn.ipynb", as_version=4).cells[0].source
     assert ("\n\nRuntime: default profile 10.0 min · quick mode 20 s · full profile not yet run, measured on a "
             "2-core CPU") in first and "an old guess" not in first and "\nA note that stays.\n\nMore." in first

@@ -239,12 +239,21 @@ def test_shuffled_batches_pipeline_trains_deterministically_and_is_recorded(cfg,
     assert first.record["metrics"] == second.record["metrics"]
     assert first.record["params"]["pipeline"] == "shuffled_batches" and first.record["metrics"]["test_accuracy"] > 0.3
     keras_fed = training.train_and_record(cfg, "piped_a", build_mlp, small_data, epochs=2, batch_size=64)
-    assert "pipeline" not in keras_fed.record["params"]  # the other pipeline: trained again, not reused
+    assert keras_fed.record["params"]["pipeline"] == "keras"  # the other pipeline: trained again, not reused
     with pytest.raises(ValueError, match="pipeline"):
         training.train_and_record(cfg, "piped_c", build_mlp, small_data, epochs=1, batch_size=64, pipeline="numpy")
     with pytest.raises(ValueError, match="train_inputs"):
         training.train_and_record(cfg, "piped_c", build_mlp, small_data, epochs=1, batch_size=64,
                                   pipeline="shuffled_batches", train_inputs=object())
+
+
+def test_a_record_made_before_pipelines_were_recorded_counts_as_keras_fed():
+    older = {"params": {"epochs": 2, "batch_size": 64}, "train_size": 100}
+    assert training.changed_settings(older, {"epochs": 2, "batch_size": 64, "pipeline": "keras"}, 100) == []
+    assert training.changed_settings(older, {"epochs": 2, "batch_size": 64, "pipeline": "shuffled_batches"},
+                                     100) == ["pipeline"]
+    piped = {"params": {"epochs": 2, "batch_size": 64, "pipeline": "shuffled_batches"}, "train_size": 100}
+    assert training.changed_settings(piped, {"epochs": 2, "batch_size": 64, "pipeline": "keras"}, 100) == ["pipeline"]
 
 
 def test_a_model_starts_from_the_same_weights_with_or_without_flips():
