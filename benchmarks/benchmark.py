@@ -13,7 +13,7 @@ and, where the CPU has native bf16, in ``mixed_bfloat16``: the timed steps follo
 (``--execution-model``) in the notebooks' precision: batch size, ``steps_per_execution`` and a ``tf.data``
 pipeline against numpy arrays, one change at a time from batch 128, one step per execution, numpy input; every
 setting trains on the same number of images and is measured ``--repeats`` times in turn (the best is kept).
-(a'') Epoch starts (``--epoch-model``): several short epochs of one model, fed numpy arrays (Keras builds a
+(a'') Epoch starts (``--epoch-model``): several epochs of one model, fed numpy arrays (Keras builds a
 ``tf.data`` pipeline with autotuning on) and fed ``fh.shuffled_batches`` (autotuning off), with the wait from the
 start of each epoch to the end of its first step; (a) and (a') time steps inside one epoch and cannot see it.
 (b) Cold load (no parsed-array cache: ``paths.DATA_DIR`` points at an empty temporary folder) and warm load of
