@@ -22,7 +22,8 @@ _HOME = {  # public name -> the submodule that defines it
     **dict.fromkeys(["load_record", "load_records", "record_result", "records_frame", "run_seed", "summarize",
                      "train_seconds", "tta_used"], "results"),
     **dict.fromkeys(["RecalibrateBatchNorm", "TrainedModel", "augmentation_description", "augmentation_layers",
-                     "model_path", "predict", "shuffled_batches", "train_and_record", "use_precision"], "training"),
+                     "model_path", "predict", "recorded_settings", "shuffled_batches", "train_and_record",
+                     "use_precision"], "training"),
 }
 __all__ = sorted([*_HOME, "paths"])
 

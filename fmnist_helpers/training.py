@@ -231,7 +231,7 @@ def changed_settings(record: Mapping[str, Any] | None, settings: Mapping[str, An
     """
     if record is None:
         return []
-    recorded, missing = {**IMPLIED_SETTINGS, **record.get("params", {})}, object()
+    recorded, missing = recorded_settings(record), object()
     wanted = json.loads(json.dumps(dict(settings), default=str))
     changed = [name for name, value in wanted.items() if recorded.get(name, missing) != value]
     if train_size is not None and record.get("train_size") != train_size:
@@ -239,6 +239,12 @@ def changed_settings(record: Mapping[str, Any] | None, settings: Mapping[str, An
     if split_seed is not None and run_seed(record) != split_seed:
         changed.append("run_seed")
     return changed
+
+
+def recorded_settings(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings a results record was made with: its ``params``, plus the :data:`IMPLIED_SETTINGS` of records
+    made before a setting was recorded (a record without ``pipeline`` was fed by Keras' own pipeline)."""
+    return {**IMPLIED_SETTINGS, **record.get("params", {})}
 
 
 def _discard_checkpoint_of_other_settings(backup_dir: Path, settings: Mapping[str, Any], label: str) -> None:

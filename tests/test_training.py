@@ -249,6 +249,7 @@ def test_shuffled_batches_pipeline_trains_deterministically_and_is_recorded(cfg,
 
 def test_a_record_made_before_pipelines_were_recorded_counts_as_keras_fed():
     older = {"params": {"epochs": 2, "batch_size": 64}, "train_size": 100}
+    assert training.recorded_settings(older) == {"epochs": 2, "batch_size": 64, "pipeline": "keras"}
     assert training.changed_settings(older, {"epochs": 2, "batch_size": 64, "pipeline": "keras"}, 100) == []
     assert training.changed_settings(older, {"epochs": 2, "batch_size": 64, "pipeline": "shuffled_batches"},
                                      100) == ["pipeline"]
