@@ -333,9 +333,10 @@ def train_and_record(
     train_size = len(data.y_train)
     _discard_checkpoint_of_other_settings(backup_dir, {**settings, "train_size": train_size}, f"{name} (seed {seed})")
     epoch_log = backup_dir / "history.csv"  # survives interruptions, so the record keeps every epoch
+    # double_checkpoint: a run killed while saving its checkpoint resumes from the copy of the epoch before
     all_callbacks = [EpochLog(), keras.callbacks.CSVLogger(str(epoch_log), append=True),
-                     keras.callbacks.BackupAndRestore(str(backup_dir / "state")), keras.callbacks.TerminateOnNaN(),
-                     *callbacks]
+                     keras.callbacks.BackupAndRestore(str(backup_dir / "state"), double_checkpoint=True),
+                     keras.callbacks.TerminateOnNaN(), *callbacks]
     if pipeline == "shuffled_batches":
         train_inputs = shuffled_batches(data.x_train, data.y_train, batch_size, seed)
     start = time.perf_counter()

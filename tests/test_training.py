@@ -68,6 +68,17 @@ def test_resume_after_interruption(cfg, small_data):
     assert uninterrupted.record["epochs_run"] == 4
 
 
+def test_run_killed_while_saving_its_checkpoint_resumes_from_the_epoch_before(cfg, small_data):
+    with pytest.raises(KeyboardInterrupt):
+        training.train_and_record(cfg, "half_saved", build_mlp, small_data, epochs=4, batch_size=64,
+                                  callbacks=[Interrupt()])
+    state = training._run_paths(cfg, "half_saved", cfg.seed)[2] / "state"
+    (state / "latest.weights.h5").write_bytes(b"not a complete HDF5 file")  # as a kill in the middle of the save
+    resumed = training.train_and_record(cfg, "half_saved", build_mlp, small_data, epochs=4, batch_size=64)
+    assert resumed.record["epochs_in_last_session"] == 3  # epochs 2 to 4: epoch 1's copy was restored
+    assert resumed.record["epochs_run"] == 4 and len(resumed.history["val_accuracy"]) == 4
+
+
 def test_interrupted_run_with_other_settings_starts_afresh(cfg, small_data, capsys):
     with pytest.raises(KeyboardInterrupt):
         training.train_and_record(cfg, "changed", build_mlp, small_data, epochs=4, batch_size=64,
